@@ -1,0 +1,49 @@
+"""The ``cxrsr`` command: argument parsing and dispatch to one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from . import convert, upscale
+
+EPILOG = """\
+examples:
+  cxrsr upscale chest.png -o out/                       one file -> out/chest_x4.png
+  cxrsr upscale scans/ -o out/ --recursive              every image below scans/, sub-folders mirrored
+  cxrsr upscale "data/*.dcm" -o out/ --format tiff      a quoted glob; DICOM -> 16-bit TIFF
+  cxrsr upscale big.tif -o out/ --tile 256              tiles of 256x256 input pixels for large images
+  cxrsr upscale x.png -o out/ --weights my.safetensors --device cuda --precision fp16
+  cxrsr convert swift_srgan_4x.pth.tar swift_srgan_4x.safetensors
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrsr",
+        description="4x super-resolution of chest X-rays with Swift-SRGAN.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cxrsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (upscale, convert):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
+                        format="cxrsr: %(levelname)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""``cxrsr upscale INPUT... -o OUTDIR``: upscale files, folders and globs, continuing past bad files."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..inference import Upscaler
+from ..inference.files import collect_inputs, plan_jobs, upscale_file
+from ..io import OUTPUT_FORMATS, InputFileError
+from ..weights import WeightsError
+
+
+def _tile(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {value!r}") from None
+    if n < 16:
+        raise argparse.ArgumentTypeError("tile must be at least 16 pixels")
+    return n
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "upscale",
+        help="upscale images 4x",
+        description="Upscale chest X-rays (PNG, JPEG, TIFF 8/16-bit, DICOM) and write PNG or TIFF. "
+                    "Inputs are never modified; existing outputs are skipped unless --overwrite.",
+        epilog="examples:\n  cxrsr upscale chest.png -o out/\n  cxrsr upscale scans/ \"more/*.dcm\" -o out/ --tile 256",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", dest="outdir", type=Path, required=True, metavar="OUTDIR",
+                   help="folder for the outputs (created if missing)")
+    p.add_argument("--weights", default=None, metavar="NAME|PATH",
+                   help="shipped weights name or a .safetensors / .pth file (default: the package default)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="floating-point precision of the network (default: auto)")
+    p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
+                   help="tile size in input pixels for large images (default: auto, from free memory)")
+    p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
+                   help="output format (default: TIFF for TIFF input, else PNG; 16-bit input gives 16-bit output)")
+    p.add_argument("--suffix", default="_x4", help="added to each output file's stem (default: _x4)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input file)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs, problems = collect_inputs(args.inputs, recursive=args.recursive)
+    for message in problems:
+        print(f"cxrsr: error: {message}", file=sys.stderr)
+    if not inputs:
+        print("cxrsr: error: no input files", file=sys.stderr)
+        return 1
+    try:
+        upscaler = Upscaler.from_pretrained(args.weights, device=args.device, precision=args.precision,
+                                            tile=args.tile)
+    except (WeightsError, ValueError) as exc:
+        print(f"cxrsr: error: {exc}", file=sys.stderr)
+        return 1
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(inputs, args.outdir, fmt=args.format, suffix=args.suffix, overwrite=args.overwrite)
+    done, skipped, failed = 0, 0, len(problems)
+    with logging_redirect_tqdm(), tqdm(jobs, unit="file", desc="upscaling", disable=None) as bar:
+        for job in bar:
+            bar.set_postfix_str(job.src.path.name)
+            if job.action == "fail":
+                tqdm.write(f"cxrsr: error: {job.problem}", file=sys.stderr)
+                failed += 1
+                continue
+            if job.action == "skip":
+                tqdm.write(f"cxrsr: skipped {job.src.path}: {job.dst} exists (use --overwrite)", file=sys.stderr)
+                skipped += 1
+                continue
+            try:
+                upscale_file(upscaler, job.src.path, job.dst, fmt=args.format)
+                done += 1
+            except InputFileError as exc:
+                failed += 1
+                tqdm.write(f"cxrsr: error: {exc}", file=sys.stderr)
+                if args.debug:
+                    traceback.print_exc()
+            except Exception as exc:  # one broken file must not stop the batch
+                failed += 1
+                tqdm.write(f"cxrsr: error: {job.src.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                if args.debug:
+                    traceback.print_exc()
+    logging.getLogger(__name__).debug("weights %s on %s (%s)", upscaler.weights_name, upscaler.device, upscaler.dtype)
+    print(f"{done} upscaled, {skipped} skipped, {failed} failed -> {args.outdir}")
+    return 1 if failed else 0

@@ -1,0 +1,152 @@
+"""Upscaling files: finding inputs, naming outputs, and the per-file read -> upscale -> write step.
+
+Input files are never modified: outputs that would land on an input are refused, and every output is written
+under a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import INPUT_SUFFIXES, OUTPUT_FORMATS, InputFileError, LoadedImage, looks_like_dicom, read_image, write_image
+from .upscaler import Upscaler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    relative_dir: Path  # sub-folder below a folder given on the command line, mirrored in the output
+
+
+@dataclass
+class Job:
+    src: InputFile
+    dst: Path | None  # None when the output cannot be named (see ``problem``)
+    action: str  # "run", "skip" or "fail"
+    problem: str = ""
+
+
+def collect_inputs(items: list[str | Path], recursive: bool = False) -> tuple[list[InputFile], list[str]]:
+    """Expand files, folders and glob patterns into input files (sorted, without duplicates).
+
+    Folders contribute files with an image suffix (PNG, JPEG, TIFF, DICOM) and DICOM files without one.
+    Returns the files and one message for each item that matched nothing.
+    """
+    found: list[InputFile] = []
+    seen: set[Path] = set()
+    problems: list[str] = []
+
+    def add(path: Path, rel: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(InputFile(path, rel))
+
+    for item in items:
+        item = str(item)
+        path = Path(item)
+        if path.is_dir():
+            walker = sorted(path.rglob("*") if recursive else path.iterdir())
+            matched = [p for p in walker if p.is_file() and _is_candidate(p)]
+            for p in matched:
+                add(p, p.parent.relative_to(path))
+            if not matched:
+                problems.append(f"{path}: folder holds no PNG, JPEG, TIFF or DICOM files")
+        elif path.exists():
+            add(path, Path("."))
+        elif glob.has_magic(item):
+            matched = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if Path(p).is_file())
+            for p in matched:
+                add(p, Path("."))
+            if not matched:
+                problems.append(f"{item}: pattern matches no files")
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return found, problems
+
+
+def _is_candidate(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    if path.suffix.lower() in INPUT_SUFFIXES:
+        return True
+    return path.suffix == "" and looks_like_dicom(path)
+
+
+def default_format(path: Path) -> str:
+    """Output format for an input when none is asked for: TIFF stays TIFF, everything else becomes PNG."""
+    return "tiff" if path.suffix.lower() in (".tif", ".tiff") else "png"
+
+
+def plan_jobs(
+    inputs: list[InputFile],
+    outdir: Path,
+    fmt: str | None = None,
+    suffix: str = "_x4",
+    overwrite: bool = False,
+) -> list[Job]:
+    """Name each output ``OUTDIR/<sub-folder>/<stem><suffix>.<ext>`` and decide whether to run, skip or refuse."""
+    input_keys = {i.path.resolve() for i in inputs}
+    claimed: dict[Path, Path] = {}
+    jobs = []
+    for item in inputs:
+        out_fmt = fmt or default_format(item.path)
+        dst = outdir / item.relative_dir / f"{item.path.stem}{suffix}{OUTPUT_FORMATS[out_fmt]}"
+        key = dst.resolve()
+        if key in input_keys:
+            jobs.append(Job(item, None, "fail", f"output {dst} would overwrite an input file; use --suffix or another -o"))
+        elif key in claimed:
+            jobs.append(Job(item, None, "fail", f"output {dst} is also the output of {claimed[key]}; use --suffix"))
+        else:
+            claimed[key] = item.path
+            action = "skip" if dst.exists() and not overwrite else "run"
+            jobs.append(Job(item, dst, action))
+    return jobs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def upscale_file(upscaler: Upscaler, src: str | Path, dst: str | Path, fmt: str | None = None,
+                 tile: int | str | None = None, progress=None) -> Path:
+    """Read ``src``, upscale it and write ``dst`` atomically. Raises :class:`InputFileError` for bad input."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and _same_file(src, dst):
+        raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
+    image = read_image(src)
+    sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
+    fmt = fmt or default_format(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return write_image(output_array(image, sr, fmt), dst, fmt)
+
+
+def output_array(image: LoadedImage, sr: np.ndarray, fmt: str) -> np.ndarray:
+    """Convert upscaled pixels to what ``fmt`` can hold, keeping bit depth wherever the format allows."""
+    if sr.dtype.kind == "f" and fmt != "tiff":
+        lo, hi = (0.0, 1.0) if image.format == "dicom" else (float(sr.min()), float(sr.max()))
+        sr = _rescale(sr, lo, hi, 65535).astype(np.uint16)  # DICOM and float images: 16-bit output
+    if fmt == "jpeg" and sr.dtype != np.uint8:
+        log.warning("%s: JPEG output is 8-bit; the 16-bit result is reduced to 8 bits (use png or tiff to keep it)",
+                    image.path)
+        sr = _rescale(sr, float(sr.min()), float(sr.max()), 255).astype(np.uint8)
+    if fmt == "png" and sr.dtype == np.uint16 and sr.ndim == 3 and sr.shape[2] > 1:
+        raise InputFileError(image.path, "16-bit colour output cannot be written as PNG here; use --format tiff")
+    return sr
+
+
+def _rescale(a: np.ndarray, lo: float, hi: float, top: int) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.float64)
+    return np.rint(np.clip((a.astype(np.float64) - lo) / (hi - lo), 0, 1) * top)

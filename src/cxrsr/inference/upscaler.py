@@ -1,0 +1,210 @@
+"""The Upscaler: a Swift-SRGAN generator plus everything needed to apply it to real images."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..io import InputFileError, array_to_pil, check_array, pil_to_array, read_image
+from ..models import Generator
+from ..weights import load_generator, resolve_weights
+from .device import resolve_device, resolve_precision
+from .tiling import auto_tile_size, upscale_tiled
+
+log = logging.getLogger(__name__)
+
+#: Tiling defaults in input pixels: blended overlap between tile cores, and context around each core that
+#: is computed and cropped (see tiling.py for the measurement behind them).
+DEFAULT_OVERLAP = 16
+DEFAULT_PAD = 24
+
+
+class Upscaler:
+    """Upscale images with a Swift-SRGAN generator.
+
+    Input and output are the same kind: a numpy array (uint8, uint16 or float) comes back as an array of the
+    same dtype, a PIL image as a PIL image of the same mode. A path is read (PNG, JPEG, TIFF, DICOM) and the
+    upscaled pixels are returned as an array. Grey images are replicated to the model's three channels and
+    the output averaged back to grey; 16-bit images keep their value range.
+    """
+
+    def __init__(
+        self,
+        model: Generator,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        tile: int | str | None = "auto",
+        overlap: int = DEFAULT_OVERLAP,
+        pad: int = DEFAULT_PAD,
+        weights_name: str = "custom",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.model = model.eval().to(self.device, self.dtype)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 16):
+            raise ValueError(f"tile must be 'auto', None or an integer >= 16, got {tile!r}")
+        self.tile = tile
+        self.overlap = overlap
+        self.pad = pad
+        self.weights_name = weights_name
+        self.metadata = metadata or {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        tile: int | str | None = "auto",
+    ) -> "Upscaler":
+        """Load shipped weights by name (default: the package's default weights) or a weights file by path
+        (.safetensors, or an upstream .pth / .pth.tar read with ``weights_only=True``)."""
+        path = resolve_weights(name_or_path)
+        model, metadata = load_generator(path)
+        name = str(name_or_path) if name_or_path is not None else path.stem
+        return cls(model, device=device, precision=precision, tile=tile, weights_name=name, metadata=metadata)
+
+    @property
+    def scale(self) -> int:
+        return self.model.config.scale
+
+    # ----------------------------------------------------------------------------------------- public API
+
+    @overload
+    def upscale(self, image: np.ndarray) -> np.ndarray: ...
+    @overload
+    def upscale(self, image: Image.Image) -> Image.Image: ...
+    @overload
+    def upscale(self, image: str | Path) -> np.ndarray: ...
+
+    def upscale(self, image: Any, tile: int | str | None = None) -> Any:
+        """Upscale an array, a PIL image or an image file by ``self.scale``; see the class docstring."""
+        if isinstance(image, np.ndarray):
+            return self.upscale_array(image, tile=tile)
+        if isinstance(image, Image.Image):
+            result = self.upscale_array(pil_to_array(image), tile=tile)
+            out = array_to_pil(result)
+            return out.convert(image.mode) if out.mode != image.mode and image.mode in ("1", "P", "PA", "CMYK", "YCbCr") else out
+        if isinstance(image, (str, Path)):
+            return self.upscale_array(read_image(image).array, tile=tile)
+        raise TypeError(f"expected a numpy array, a PIL image or a path, got {type(image).__name__}")
+
+    def upscale_array(
+        self,
+        array: np.ndarray,
+        tile: int | str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Upscale (H, W) or (H, W, C) with C in 1-4; returns the same dtype and channel layout at scale x."""
+        check_array(array)
+        if array.dtype == np.bool_ or array.dtype.kind not in "uif":
+            raise InputFileError("<array>", f"unsupported dtype {array.dtype}")
+        squeeze = array.ndim == 2
+        a = array[:, :, None] if squeeze else array
+        channels = a.shape[2]
+        has_alpha = channels in (2, 4)
+        colour, alpha = (a[:, :, :-1], a[:, :, -1]) if has_alpha else (a, None)
+
+        lo, hi = _value_range(colour)
+        unit = _to_unit(colour, lo, hi)
+        grey = unit.shape[2] == 1 or _is_grey(unit)
+        sr = self._upscale_unit(unit[:, :, :1] if grey else unit, tile=tile, progress=progress)
+        if grey and colour.shape[2] > 1:
+            sr = np.repeat(sr, colour.shape[2], axis=2)
+        result = _from_unit(sr, lo, hi, colour.dtype)
+        if alpha is not None:
+            alo, ahi = _value_range(alpha[:, :, None])
+            a_up = _resize_bicubic(_to_unit(alpha[:, :, None], alo, ahi), self.scale)
+            result = np.concatenate([result, _from_unit(a_up, alo, ahi, alpha.dtype)], axis=2)
+        return result[:, :, 0] if squeeze else result
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _upscale_unit(self, unit: np.ndarray, tile: int | str | None, progress=None) -> np.ndarray:
+        """(H, W, C) float32 in [0, 1] with C = 1 (grey) or 3 (RGB) -> (sH, sW, C) float32 in [0, 1]."""
+        h, w, c = unit.shape
+        model_in = self.model.config.in_channels
+        x = torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))
+        if c != model_in:
+            if c == 1:
+                x = x.expand(model_in, h, w)
+            else:  # an RGB image for a single-channel model: use its luminance
+                x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+        grey_out = c == 1
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            out = self._forward(batch)
+            return out.mean(dim=1, keepdim=True) if grey_out and out.shape[1] != 1 else out
+
+        tile = self.tile if tile is None else tile
+        if tile == "auto":
+            tile = auto_tile_size(self.device, self.model.config.channels, self.scale, self.dtype, self.pad)
+        if tile is None or (h <= tile and w <= tile):
+            out = forward(x.unsqueeze(0))[0].numpy()
+            if progress is not None:
+                progress(1, 1)
+        else:
+            out = upscale_tiled(forward, x, self.scale, 1 if grey_out else out_channels(self.model), tile,
+                                self.overlap, self.pad, progress)
+        return np.clip(out.transpose(1, 2, 0), 0.0, 1.0)
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the generator on a float32 CPU batch; returns float32 on the CPU. A half-precision result
+        with non-finite values is recomputed in fp32 rather than returned black or broken."""
+        x = batch.to(self.device, self.dtype)
+        out = self.model(x)
+        if self.dtype != torch.float32 and not torch.isfinite(out).all():
+            log.warning("non-finite values in %s output; recomputing this tile in fp32", self.dtype)
+            out = self.model.float()(x.float())
+            self.model.to(self.dtype)
+        return out.float().cpu()
+
+
+def out_channels(model: Generator) -> int:
+    return model.config.in_channels
+
+
+def _value_range(a: np.ndarray) -> tuple[float, float]:
+    """The values mapped to 0 and 1: the full range for uint8, the image's own range for 16-bit and other
+    integers (so a 12-bit image in uint16 keeps its range), [0, 1] for floats already in it."""
+    if a.dtype == np.uint8:
+        return 0.0, 255.0
+    lo, hi = float(a.min()), float(a.max())
+    if a.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    return lo, hi
+
+
+def _to_unit(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.float32)
+    return ((a.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+
+
+def _from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    values = unit.astype(np.float64) * (hi - lo) + lo
+    if np.dtype(dtype).kind in "ui":
+        return np.clip(np.rint(values), lo, hi).astype(dtype)
+    return np.clip(values, lo, hi).astype(dtype)
+
+
+def _is_grey(unit: np.ndarray) -> bool:
+    """RGB whose three channels are equal (a grey image saved as RGB)."""
+    return unit.shape[2] == 3 and np.array_equal(unit[:, :, 0], unit[:, :, 1]) and np.array_equal(unit[:, :, 0], unit[:, :, 2])
+
+
+def _resize_bicubic(unit: np.ndarray, scale: int) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1))).unsqueeze(0)
+    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
+    return up[0].clamp(0, 1).numpy().transpose(1, 2, 0)

@@ -1,0 +1,95 @@
+"""One entry point for reading any supported input file and writing any supported output format."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .dicom import DicomSource, looks_like_dicom, read_dicom
+from .errors import InputFileError
+from .raster import TIFF_SUFFIXES, read_raster, write_raster
+
+MIN_SIDE = 4
+INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
+OUTPUT_FORMATS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
+
+
+@dataclass
+class LoadedImage:
+    """An input image: ``array`` is (H, W) or (H, W, C) uint8 / uint16 / float32 as stored
+    (DICOM: float32 in [0, 1], display polarity), plus where it came from."""
+
+    array: np.ndarray
+    path: Path
+    format: str  # "png", "jpeg", "tiff", "dicom" or another Pillow format name in lower case
+    dicom: DicomSource | None = None
+
+    @property
+    def is_16bit(self) -> bool:
+        return self.array.dtype != np.uint8
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    """Read an input file, or raise :class:`InputFileError` naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such file")
+    if not path.is_file():
+        raise InputFileError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "empty file (0 bytes)")
+    if looks_like_dicom(path):
+        array, source = read_dicom(path)
+        image = LoadedImage(array, path, "dicom", source)
+    else:
+        suffix = path.suffix.lower()
+        fmt = "tiff" if suffix in TIFF_SUFFIXES else "jpeg" if suffix in (".jpg", ".jpeg") else "png" if suffix == ".png" else suffix.lstrip(".") or "image"
+        image = LoadedImage(read_raster(path), path, fmt)
+    check_array(image.array, path)
+    return image
+
+
+def check_array(array: np.ndarray, path: str | Path = "<array>") -> None:
+    """Reject arrays the upscaler cannot take: wrong rank, too few pixels, unsupported channel counts."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise InputFileError(path, f"unsupported image shape {array.shape}; (H, W) or (H, W, 1-4) expected")
+    h, w = array.shape[:2]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputFileError(path, f"image is {w}x{h} pixels; the minimum is {MIN_SIDE}x{MIN_SIDE}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputFileError(path, "image contains NaN or infinite values")
+
+
+def write_image(array: np.ndarray, path: str | Path, fmt: str | None = None) -> Path:
+    """Write atomically: to a hidden temporary file in the same folder, renamed to ``path`` when complete,
+    so that an interrupted run never leaves a partial file under the final name."""
+    path = Path(path)
+    fmt = fmt or format_for_suffix(path.suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write_raster(array, Path(tmp), fmt)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def format_for_suffix(suffix: str) -> str:
+    suffix = suffix.lower()
+    for fmt, ext in OUTPUT_FORMATS.items():
+        if suffix == ext or (fmt == "tiff" and suffix == ".tiff") or (fmt == "jpeg" and suffix == ".jpeg"):
+            return fmt
+    raise ValueError(f"cannot tell the output format from suffix {suffix!r}; use png, tif or jpg")
