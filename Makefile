@@ -15,7 +15,7 @@ install-demo: $(BIN)/python
 	$(BIN)/pip install --quiet -c requirements/ci-constraints.txt -e ".[demo]"
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -c requirements/ci-constraints.txt -e ".[test,train,onnx]"
+	$(BIN)/pip install --quiet -c requirements/ci-constraints.txt -e ".[test]"
 
 demo: install-demo
 	$(BIN)/python scripts/demo.py --out demo-output --shared $(SHARED)

@@ -61,3 +61,18 @@ def rg1_dicom() -> Path:
     path = get_testdata_file("RG1_UNCR.dcm")
     assert path is not None, "pydicom-data is not installed"
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> str:
+    """A small randomly initialised generator (8 channels, 1 block): the full file pipeline at a fraction of
+    the real model's cost, for tests about I/O rather than image quality."""
+    import torch
+
+    from cxrsr.models import Generator, GeneratorConfig
+    from cxrsr.weights import save_generator
+
+    torch.manual_seed(0)
+    model = Generator(GeneratorConfig(channels=8, blocks=1)).eval()
+    return str(save_generator(model, tmp_path_factory.mktemp("tiny") / "tiny.safetensors"))
+

@@ -105,3 +105,18 @@ def test_from_pretrained_options(upstream_weights):
         Upscaler.from_pretrained(upstream_weights, device="cpu", precision="fp8")
     with pytest.raises(ValueError, match="device"):
         Upscaler.from_pretrained(upstream_weights, device="tpu")
+
+
+def test_upscaler_computes_the_reference_function(upscaler, upstream_weights, lr_xray):
+    """The Upscaler's CPU path (channels-last layout, grey replication and averaging) equals a plain
+    fp32 forward pass of the generator as loaded from the checkpoint."""
+    import torch
+
+    from cxrsr.weights import load_generator
+
+    model, _ = load_generator(upstream_weights)
+    unit = lr_xray[:96, :80].astype(np.float32) / 255
+    with torch.no_grad():
+        ref = model(torch.from_numpy(unit)[None, None].expand(1, 3, 96, 80)).mean(1)[0].numpy()
+    out = upscaler.upscale(unit, tile=None)
+    assert np.abs(out - ref).max() < 1e-5

@@ -14,6 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..inference import Upscaler
 from ..inference.files import collect_inputs, plan_jobs, upscale_file
 from ..io import OUTPUT_FORMATS, InputFileError
+from ..io.dicom import parse_window
 from ..weights import WeightsError
 
 
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
         help="upscale images 4x",
-        description="Upscale chest X-rays (PNG, JPEG, TIFF 8/16-bit, DICOM) and write PNG or TIFF. "
+        description="Upscale chest X-rays (PNG, JPEG, TIFF 8/16-bit, DICOM) and write PNG, TIFF, JPEG or DICOM. "
                     "Inputs are never modified; existing outputs are skipped unless --overwrite.",
         epilog="examples:\n  cxrsr upscale chest.png -o out/\n  cxrsr upscale scans/ \"more/*.dcm\" -o out/ --tile 256",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,7 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
                    help="tile size in input pixels for large images (default: auto, from free memory)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
-                   help="output format (default: TIFF for TIFF input, else PNG; 16-bit input gives 16-bit output)")
+                   help="output format (default: DICOM for DICOM input, TIFF for TIFF, else PNG; "
+                        "16-bit input gives 16-bit PNG/TIFF)")
+    p.add_argument("--window", default=None, metavar="full|lung|mediastinum|C,W",
+                   help="DICOM intensity window the network sees (default: full, the image's own range); "
+                        "values outside it are kept in DICOM output. For CT: lung, mediastinum or centre,width in HU")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="write PNG/TIFF/JPEG without any metadata (by default they name cxrsr and the weights)")
     p.add_argument("--suffix", default="_x4", help="added to each output file's stem (default: _x4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input file)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
@@ -58,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        parse_window(args.window)
+    except ValueError as exc:
+        print(f"cxrsr: error: {exc}", file=sys.stderr)
+        return 2
     inputs, problems = collect_inputs(args.inputs, recursive=args.recursive)
     for message in problems:
         print(f"cxrsr: error: {message}", file=sys.stderr)
@@ -85,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                 skipped += 1
                 continue
             try:
-                upscale_file(upscaler, job.src.path, job.dst, fmt=args.format)
+                upscale_file(upscaler, job.src.path, job.dst, fmt=args.format, window=args.window,
+                             strip_metadata=args.strip_metadata)
                 done += 1
             except InputFileError as exc:
                 failed += 1

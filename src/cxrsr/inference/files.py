@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..io import INPUT_SUFFIXES, OUTPUT_FORMATS, InputFileError, LoadedImage, looks_like_dicom, read_image, write_image
+from ..io.dicom import derived_dataset, stored_from_values, values_from_unit, write_dicom
 from .upscaler import Upscaler
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,10 @@ def _is_candidate(path: Path) -> bool:
 
 
 def default_format(path: Path) -> str:
-    """Output format for an input when none is asked for: TIFF stays TIFF, everything else becomes PNG."""
-    return "tiff" if path.suffix.lower() in (".tif", ".tiff") else "png"
+    """Output format for an input when none is asked for: DICOM stays DICOM, TIFF stays TIFF, the rest PNG."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return "tiff"
+    return "dcm" if looks_like_dicom(path) else "png"
 
 
 def plan_jobs(
@@ -119,24 +123,52 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def upscale_file(upscaler: Upscaler, src: str | Path, dst: str | Path, fmt: str | None = None,
-                 tile: int | str | None = None, progress=None) -> Path:
-    """Read ``src``, upscale it and write ``dst`` atomically. Raises :class:`InputFileError` for bad input."""
+def upscale_file(
+    upscaler: Upscaler,
+    src: str | Path,
+    dst: str | Path,
+    fmt: str | None = None,
+    tile: int | str | None = None,
+    window: str | None = None,
+    strip_metadata: bool = False,
+    progress=None,
+) -> Path:
+    """Read ``src``, upscale it and write ``dst`` atomically. Raises :class:`InputFileError` for bad input.
+
+    ``fmt`` 'dcm' (the default for DICOM input) writes a derived DICOM instance; PNG / TIFF / JPEG outputs
+    carry a note that they are derived (cxrsr version and weights) unless ``strip_metadata``."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and _same_file(src, dst):
         raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
-    image = read_image(src)
-    sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
     fmt = fmt or default_format(src)
+    image = read_image(src, window=window)
+    if fmt == "dcm" and image.dicom is None:
+        raise InputFileError(src, "DICOM output needs a DICOM input (its patient and study attributes); "
+                                  "use --format png or tiff")
+    sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return write_image(output_array(image, sr, fmt), dst, fmt)
+    description = derivation_description(upscaler)
+    if fmt == "dcm":
+        values = values_from_unit(sr, image.dicom, upscaler.scale)
+        stored = stored_from_values(values, image.dicom.dataset)
+        write_dicom(dst, derived_dataset(image.dicom, stored, upscaler.scale, description))
+        return dst
+    text = None if strip_metadata else {"Software": f"cxrsr {__version__}", "Description": description}
+    return write_image(output_array(image, sr, fmt), dst, fmt, text=text)
+
+
+def derivation_description(upscaler: Upscaler) -> str:
+    weights = Path(upscaler.weights_name).name
+    return (f"Derived image: {upscaler.scale}x super-resolution by cxrsr {__version__} (Swift-SRGAN, "
+            f"weights {weights}); detail is inferred by a neural network, not measured")
 
 
 def output_array(image: LoadedImage, sr: np.ndarray, fmt: str) -> np.ndarray:
     """Convert upscaled pixels to what ``fmt`` can hold, keeping bit depth wherever the format allows."""
-    if sr.dtype.kind == "f" and fmt != "tiff":
-        lo, hi = (0.0, 1.0) if image.format == "dicom" else (float(sr.min()), float(sr.max()))
-        sr = _rescale(sr, lo, hi, 65535).astype(np.uint16)  # DICOM and float images: 16-bit output
+    if image.format == "dicom":  # display-polarity values in [0, 1] -> the full 16-bit range
+        sr = _rescale(sr, 0.0, 1.0, 65535).astype(np.uint16)
+    elif sr.dtype.kind == "f" and fmt != "tiff":  # float images: TIFF keeps floats, other formats get 16 bits
+        sr = _rescale(sr, float(sr.min()), float(sr.max()), 65535).astype(np.uint16)
     if fmt == "jpeg" and sr.dtype != np.uint8:
         log.warning("%s: JPEG output is 8-bit; the 16-bit result is reduced to 8 bits (use png or tiff to keep it)",
                     image.path)

@@ -48,7 +48,10 @@ class Upscaler:
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.model = model.eval().to(self.device, self.dtype)
+        # channels-last is the same function and twice as fast on the CPU (oneDNN): 0.90 s instead of 1.78 s
+        # per 256x256 input on 2 cores (benchmarks/cpu_tile_size.py). On CUDA it was measured slower.
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         for p in self.model.parameters():
             p.requires_grad_(False)
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 16):
@@ -156,13 +159,14 @@ class Upscaler:
         else:
             out = upscale_tiled(forward, x, self.scale, 1 if grey_out else out_channels(self.model), tile,
                                 self.overlap, self.pad, progress)
-        return np.clip(out.transpose(1, 2, 0), 0.0, 1.0)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out.transpose(1, 2, 0)
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the generator on a float32 CPU batch; returns float32 on the CPU. A half-precision result
         with non-finite values is recomputed in fp32 rather than returned black or broken."""
-        x = batch.to(self.device, self.dtype)
+        x = batch.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         out = self.model(x)
         if self.dtype != torch.float32 and not torch.isfinite(out).all():
             log.warning("non-finite values in %s output; recomputing this tile in fp32", self.dtype)
@@ -193,10 +197,16 @@ def _to_unit(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
-    values = unit.astype(np.float64) * (hi - lo) + lo
+    """Map [0, 1] back to [lo, hi] in ``dtype``. float32 is exact enough for integers up to 16 bits and
+    halves the peak memory of a 12000 x 12000 output compared with float64."""
+    work = np.float64 if np.dtype(dtype) == np.float64 or np.dtype(dtype).itemsize > 2 else np.float32
+    values = unit.astype(work, copy=True)
+    values *= hi - lo
+    values += lo
     if np.dtype(dtype).kind in "ui":
-        return np.clip(np.rint(values), lo, hi).astype(dtype)
-    return np.clip(values, lo, hi).astype(dtype)
+        np.rint(values, out=values)
+    np.clip(values, lo, hi, out=values)
+    return values.astype(dtype, copy=False)
 
 
 def _is_grey(unit: np.ndarray) -> bool:

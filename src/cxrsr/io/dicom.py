@@ -1,28 +1,81 @@
-"""DICOM input: pixel data through the modality LUT, MONOCHROME1 turned to display polarity.
+"""DICOM in and out.
+
+Reading: stored values -> modality LUT (slope/intercept or LUT) -> a window -> [0, 1], MONOCHROME1 inverted
+so that bone is bright, as the network was trained. Writing: the inverse, into a new derived instance that
+keeps the patient and study, gets new SOP Instance and Series Instance UIDs, 4x Rows/Columns, pixel
+spacings divided by 4, DERIVED\\SECONDARY, a Derivation Description and a Source Image Sequence.
 
 Tag values are patient data: nothing here logs or prints them.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as _dt
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .errors import InputFileError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
+#: Named windows (centre, width) in modality units (Hounsfield units for CT).
+WINDOWS = {"lung": (-600.0, 1500.0), "mediastinum": (40.0, 400.0)}
+
+#: Attributes holding a physical pixel size: divided by the scale factor wherever they occur (also nested).
+SPACING_KEYWORDS = (
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "NominalScannedPixelSpacing",
+    "PresentationPixelSpacing",
+    "CompensatedImagerPixelSpacing",
+)
+
+#: Attributes that describe the old pixel matrix and would be wrong after resampling.
+_STALE_KEYWORDS = ("IconImageSequence", "SmallestImagePixelValue", "LargestImagePixelValue",
+                   "PixelPaddingRangeLimit", "RedPaletteColorLookupTableData")
+
 
 @dataclass
 class DicomSource:
-    """What a DICOM writer needs to map an upscaled image back to the input's stored values."""
+    """What mapping an upscaled image back to the input's stored values needs."""
 
     dataset: "pydicom.Dataset"  # noqa: F821 - pydicom is imported lazily
+    values: np.ndarray  # modality-LUT values of the input (float32), original polarity
     monochrome1: bool
-    low: float  # modality-LUT value that maps to 0.0
-    high: float  # modality-LUT value that maps to 1.0
+    low: float  # modality value mapped to 0.0 (before MONOCHROME1 inversion)
+    high: float  # modality value mapped to 1.0
+
+    @property
+    def windowed(self) -> bool:
+        """True when the window cuts off part of the image's value range."""
+        return bool(self.values.min() < self.low or self.values.max() > self.high)
+
+
+def parse_window(spec: str | tuple[float, float] | None) -> tuple[float, float] | None:
+    """``full``/None (the image's own min..max), ``lung``, ``mediastinum`` or ``C,W`` -> (centre, width)."""
+    if spec is None:
+        return None
+    if isinstance(spec, tuple):
+        centre, width = spec
+    else:
+        name = spec.strip().lower()
+        if name == "full":
+            return None
+        if name in WINDOWS:
+            return WINDOWS[name]
+        try:
+            centre, width = (float(v) for v in name.split(","))
+        except ValueError:
+            raise ValueError(f"window must be full, lung, mediastinum or CENTRE,WIDTH; got {spec!r}") from None
+    if width <= 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    return float(centre), float(width)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -37,9 +90,8 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, DicomSource]:
-    """Return the image as float32 in [0, 1] (min-max over the modality-LUT values; MONOCHROME1 inverted
-    so that bone is bright, as the network was trained) and the source record."""
+def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> tuple[np.ndarray, DicomSource]:
+    """Return the image as float32 in [0, 1] (display polarity) and the source record."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
@@ -58,23 +110,159 @@ def read_dicom(path: Path) -> tuple[np.ndarray, DicomSource]:
                                    "greyscale (MONOCHROME1/2) DICOM expected")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        raise InputFileError(path, f"multi-frame DICOM ({frames} frames) is not supported; one frame per file expected")
+        raise InputFileError(path, f"multi-frame DICOM ({frames} frames) is not supported; "
+                                   "split it into single-frame files first")
     try:
         stored = ds.pixel_array
     except Exception as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
-        name = getattr(syntax, "name", "unknown transfer syntax")
-        msg = str(exc)
-        if "plugin" in msg.lower() or "handler" in msg.lower() or isinstance(exc, NotImplementedError):
-            raise InputFileError(path, f"cannot decode {name}: no installed decoder "
-                                       "(JPEG 2000 needs 'pip install pylibjpeg pylibjpeg-openjpeg')") from None
-        raise InputFileError(path, f"cannot decode pixel data ({type(exc).__name__})") from None
+        raise InputFileError(path, _decode_failure(ds, exc)) from None
     if stored.ndim != 2:
         raise InputFileError(path, f"pixel data has shape {stored.shape}; one 2-D greyscale frame expected")
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    centre_width = parse_window(window)
+    if centre_width is None:
+        low, high = float(values.min()), float(values.max())
+    else:
+        centre, width = centre_width
+        low, high = centre - width / 2, centre + width / 2
+    unit = np.clip((values - low) / (high - low), 0.0, 1.0) if high > low else np.zeros_like(values)
     monochrome1 = photometric == "MONOCHROME1"
     if monochrome1:
         unit = 1.0 - unit
-    return unit.astype(np.float32), DicomSource(dataset=ds, monochrome1=monochrome1, low=low, high=high)
+    source = DicomSource(ds, values.astype(np.float32), monochrome1, low, high)
+    return unit.astype(np.float32), source
+
+
+def _decode_failure(ds, exc: Exception) -> str:
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    name = getattr(syntax, "name", None) or "this transfer syntax"
+    text = str(exc).lower()
+    if isinstance(exc, (NotImplementedError, RuntimeError)) and ("plugin" in text or "decod" in text or "handler" in text):
+        hint = "install the MIT-licensed decoders: pip install 'cxrsr[jpeg2000]'"
+        if syntax is not None and str(syntax).startswith("1.2.840.10008.1.2.4.") and str(syntax) not in (
+            "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+            "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+        ):
+            hint = ("JPEG / JPEG-LS decoding needs pylibjpeg-libjpeg (GPLv3, not installed by cxrsr): "
+                    "pip install pylibjpeg pylibjpeg-libjpeg")
+        return f"cannot decode {name}: no decoder installed ({hint})"
+    return f"cannot decode pixel data of {name} ({type(exc).__name__})"
+
+
+def values_from_unit(unit: np.ndarray, source: DicomSource, scale: int) -> np.ndarray:
+    """Map an upscaled [0, 1] display image back to modality values. Where a window cut the input's range,
+    pixels whose bicubic upscale lies outside the window take the bicubic value, so no HU is lost."""
+    u = 1.0 - unit.astype(np.float64) if source.monochrome1 else unit.astype(np.float64)
+    values = u * (source.high - source.low) + source.low
+    if source.windowed:
+        h, w = source.values.shape
+        bicubic = np.asarray(Image.fromarray(source.values).resize((w * scale, h * scale), Image.BICUBIC),
+                             dtype=np.float64)
+        outside = (bicubic < source.low) | (bicubic > source.high)
+        # bicubic overshoots at edges: keep the fallback within the input's own value range
+        np.clip(bicubic, float(source.values.min()), float(source.values.max()), out=bicubic)
+        values = np.where(outside, bicubic, values)
+    return values
+
+
+def stored_from_values(values: np.ndarray, ds) -> np.ndarray:
+    """Invert the modality LUT and round into the input's stored range and dtype."""
+    bits_stored = int(ds.get("BitsStored", 16))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo, hi = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+    if "ModalityLUTSequence" in ds:
+        item = ds.ModalityLUTSequence[0]
+        entries, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+        lut = np.asarray(item.LUTData, dtype=np.float64).ravel()[:entries]
+        if np.any(np.diff(lut) < 0):
+            raise ValueError("the input's Modality LUT is not monotonic; DICOM output cannot invert it")
+        stored = np.interp(values, lut, np.arange(entries) + first)
+    else:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        stored = (values - intercept) / slope
+    allocated = int(ds.get("BitsAllocated", 16))
+    dtype = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16, (16, True): np.int16}.get(
+        (allocated, signed), np.int32 if signed else np.uint32)
+    return np.clip(np.rint(stored), lo, hi).astype(dtype)
+
+
+def derived_dataset(source: DicomSource, stored: np.ndarray, scale: int, description: str):
+    """A new DICOM instance for the upscaled pixels ``stored``, derived from ``source.dataset``."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.valuerep import format_number_as_ds
+
+    src = source.dataset
+    ds = copy.deepcopy(src)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    for keyword in _STALE_KEYWORDS:
+        if keyword in ds:
+            delattr(ds, keyword)
+    for tag in [t for t in ds.keys() if 0x6000 <= t.group <= 0x60FF]:  # overlays drawn on the old matrix
+        del ds[tag]
+    photometric = "MONOCHROME1" if source.monochrome1 else "MONOCHROME2"
+    ds.set_pixel_data(stored, photometric, int(src.get("BitsStored", stored.itemsize * 8)))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = (int(src.SeriesNumber) if src.get("SeriesNumber") not in (None, "") else 0) + 1000
+    ds.SeriesDescription = f"Super-resolved x{scale} (cxrsr)"
+    image_type = list(src.get("ImageType", []))
+    ds.ImageType = ["DERIVED", "SECONDARY"] + [str(v) for v in image_type[2:]]
+    ds.DerivationDescription = description[:1024]
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = src.SOPClassUID
+    reference.ReferencedSOPInstanceUID = src.SOPInstanceUID
+    purpose = Dataset()
+    purpose.CodeValue = "121322"
+    purpose.CodingSchemeDesignator = "DCM"
+    purpose.CodeMeaning = "Source image for image processing operation"
+    reference.PurposeOfReferenceCodeSequence = Sequence([purpose])
+    ds.SourceImageSequence = Sequence([reference])
+    now = _dt.datetime.now()
+    ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.InstanceCreationTime = ds.ContentTime = now.strftime("%H%M%S")
+    _shift_position(ds, src, scale)
+    _divide_spacings(ds, scale, format_number_as_ds)
+    return ds
+
+
+def _divide_spacings(ds, scale: int, fmt) -> None:
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                _divide_spacings(item, scale, fmt)
+        elif element.keyword in SPACING_KEYWORDS and element.value not in (None, ""):
+            values = element.value if element.VM > 1 else [element.value]
+            element.value = [fmt(float(v) / scale) for v in values]
+
+
+def _shift_position(ds, src, scale: int) -> None:
+    """Image Position (Patient) is the centre of the first pixel: after 4x the first output pixel's centre
+    lies (scale - 1) / (2 * scale) of an input pixel up and left of the input's."""
+    if not all(k in src for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")):
+        return
+    from pydicom.valuerep import format_number_as_ds
+
+    position = np.array([float(v) for v in src.ImagePositionPatient])
+    orientation = np.array([float(v) for v in src.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in src.PixelSpacing)
+    shift = (scale - 1) / (2 * scale)
+    position -= shift * (col_spacing * orientation[:3] + row_spacing * orientation[3:])
+    ds.ImagePositionPatient = [format_number_as_ds(float(v)) for v in position]
+
+
+def write_dicom(path: Path, ds) -> None:
+    """Save atomically (temporary name in the same folder, then rename), Explicit VR Little Endian."""
+    from .image import current_umask
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.save_as(tmp, enforce_file_format=True)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

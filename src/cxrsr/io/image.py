@@ -15,7 +15,7 @@ from .raster import TIFF_SUFFIXES, read_raster, write_raster
 
 MIN_SIDE = 4
 INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
-OUTPUT_FORMATS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
+OUTPUT_FORMATS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "dcm": ".dcm"}
 
 
 @dataclass
@@ -33,8 +33,11 @@ class LoadedImage:
         return self.array.dtype != np.uint8
 
 
-def read_image(path: str | Path) -> LoadedImage:
-    """Read an input file, or raise :class:`InputFileError` naming the file and the problem."""
+def read_image(path: str | Path, window: str | tuple[float, float] | None = None) -> LoadedImage:
+    """Read an input file, or raise :class:`InputFileError` naming the file and the problem.
+
+    ``window`` applies to DICOM only: ``full`` (default, the image's own range), ``lung``, ``mediastinum``
+    or ``C,W`` in modality units (Hounsfield units for CT)."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file")
@@ -43,7 +46,7 @@ def read_image(path: str | Path) -> LoadedImage:
     if path.stat().st_size == 0:
         raise InputFileError(path, "empty file (0 bytes)")
     if looks_like_dicom(path):
-        array, source = read_dicom(path)
+        array, source = read_dicom(path, window)
         image = LoadedImage(array, path, "dicom", source)
     else:
         suffix = path.suffix.lower()
@@ -64,15 +67,17 @@ def check_array(array: np.ndarray, path: str | Path = "<array>") -> None:
         raise InputFileError(path, "image contains NaN or infinite values")
 
 
-def write_image(array: np.ndarray, path: str | Path, fmt: str | None = None) -> Path:
-    """Write atomically: to a hidden temporary file in the same folder, renamed to ``path`` when complete,
-    so that an interrupted run never leaves a partial file under the final name."""
+def write_image(array: np.ndarray, path: str | Path, fmt: str | None = None,
+                text: dict[str, str] | None = None) -> Path:
+    """Write a PNG, TIFF or JPEG atomically: to a hidden temporary file in the same folder, renamed to
+    ``path`` when complete, so that an interrupted run never leaves a partial file under the final name.
+    ``text`` is stored as the file's descriptive metadata (none when None)."""
     path = Path(path)
     fmt = fmt or format_for_suffix(path.suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        write_raster(array, Path(tmp), fmt)
+        write_raster(array, Path(tmp), fmt, text)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -90,6 +95,6 @@ def current_umask() -> int:
 def format_for_suffix(suffix: str) -> str:
     suffix = suffix.lower()
     for fmt, ext in OUTPUT_FORMATS.items():
-        if suffix == ext or (fmt == "tiff" and suffix == ".tiff") or (fmt == "jpeg" and suffix == ".jpeg"):
+        if fmt != "dcm" and (suffix == ext or (fmt == "tiff" and suffix == ".tiff") or (fmt == "jpeg" and suffix == ".jpeg")):
             return fmt
     raise ValueError(f"cannot tell the output format from suffix {suffix!r}; use png, tif or jpg")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from .errors import InputFileError
 
@@ -55,15 +56,17 @@ def read_raster(path: Path) -> np.ndarray:
         return _read_tiff(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # X-rays are large: accept up to Pillow's hard limit (about 179 megapixels) without a warning;
+            # beyond it Pillow raises DecompressionBombError, reported below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return pil_to_array(image)
     except UnidentifiedImageError:
         raise InputFileError(path, "not an image file Pillow can read (PNG, JPEG, TIFF or DICOM expected)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputFileError(path, "image is too large to decode safely") from None
+    except Image.DecompressionBombError:
+        raise InputFileError(path, "image is too large to decode safely (over Pillow's pixel limit)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputFileError(path, f"corrupt or truncated image data ({_short(exc)})") from None
 
@@ -92,23 +95,32 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def write_raster(array: np.ndarray, path: Path, fmt: str) -> None:
-    """Write ``array`` (uint8, uint16 or float32) as ``fmt`` ('png', 'tiff' or 'jpeg') to ``path``."""
+def write_raster(array: np.ndarray, path: Path, fmt: str, text: dict[str, str] | None = None) -> None:
+    """Write ``array`` (uint8, uint16 or float32) as ``fmt`` ('png', 'tiff' or 'jpeg') to ``path``.
+
+    ``text`` ('Software', 'Description') is stored as PNG text chunks, TIFF tags or a JPEG comment; with
+    ``text=None`` the file carries no metadata at all."""
+    text = text or {}
     if fmt == "tiff":
-        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[2] >= 3 else "minisblack",
-                         compression="zlib")
+        photometric = "rgb" if array.ndim == 3 and array.shape[2] >= 3 else "minisblack"
+        tifffile.imwrite(path, array, photometric=photometric, compression="zlib", metadata=None,
+                         software=text.get("Software", False), description=text.get("Description"))
         return
     if fmt == "jpeg":
         if array.dtype != np.uint8:
             raise ValueError("JPEG holds 8-bit images only")
         if array.ndim == 3 and array.shape[2] in (2, 4):  # JPEG has no alpha channel
             array = array[:, :, : array.shape[2] - 1]
-        array_to_pil(array).save(path, format="JPEG", quality=95)
+        comment = "; ".join(text.values()).encode()
+        array_to_pil(array).save(path, format="JPEG", quality=95, **({"comment": comment} if comment else {}))
         return
     if fmt == "png":
         if array.dtype == np.float32:
             raise ValueError("PNG holds integer images only")
-        array_to_pil(array).save(path, format="PNG", compress_level=4)
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        array_to_pil(array).save(path, format="PNG", compress_level=4, pnginfo=info)
         return
     raise ValueError(f"unknown output format {fmt!r}")
 
