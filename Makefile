@@ -15,6 +15,7 @@ install-demo: $(BIN)/python
 	$(BIN)/pip install --quiet -c requirements/ci-constraints.txt -e ".[demo]"
 
 install-test: $(BIN)/python
+	scripts/install-system-deps.sh
 	$(BIN)/pip install --quiet -c requirements/ci-constraints.txt -e ".[test]"
 
 demo: install-demo

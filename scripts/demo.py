@@ -1,5 +1,6 @@
 """Demo: upscale a real chest X-ray (pydicom-data's RG1_UNCR.dcm, an adult chest CR, MONOCHROME1, 15-bit)
-and write the 4x result plus a side-by-side comparison (input | bicubic x4 | cxrsr x4) of a zoomed crop.
+and write the 4x result as a derived DICOM plus a side-by-side comparison (input | bicubic x4 | cxrsr x4) of
+a zoomed crop as PNG.
 
     python scripts/demo.py --out demo-output [--weights NAME|PATH] [--shared ../shared]
 """
@@ -77,7 +78,7 @@ def main() -> int:
     print(f"input: {src.name} {image.array.shape[1]}x{image.array.shape[0]} DICOM, "
           f"weights {upscaler.weights_name}, device {upscaler.device}")
     start = time.perf_counter()
-    dst = upscale_file(upscaler, src, args.out / "RG1_UNCR_x4.png")
+    dst = upscale_file(upscaler, src, args.out / "RG1_UNCR_x4.dcm")
     print(f"wrote {dst} in {time.perf_counter() - start:.1f} s")
     sr = read_image(dst).array
     cmp_path = args.out / "RG1_UNCR_comparison.png"

@@ -90,6 +90,13 @@ def default_format(path: Path) -> str:
     return "dcm" if looks_like_dicom(path) else "png"
 
 
+def format_for_path(path: Path) -> str | None:
+    """The output format a file name asks for (by suffix), or None if it names none."""
+    suffix = path.suffix.lower()
+    aliases = {".tiff": "tiff", ".jpeg": "jpeg", ".dicom": "dcm"}
+    return aliases.get(suffix) or next((f for f, ext in OUTPUT_FORMATS.items() if ext == suffix), None)
+
+
 def plan_jobs(
     inputs: list[InputFile],
     outdir: Path,
@@ -140,7 +147,7 @@ def upscale_file(
     src, dst = Path(src), Path(dst)
     if dst.exists() and _same_file(src, dst):
         raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
-    fmt = fmt or default_format(src)
+    fmt = fmt or format_for_path(dst) or default_format(src)
     image = read_image(src, window=window)
     if fmt == "dcm" and image.dicom is None:
         raise InputFileError(src, "DICOM output needs a DICOM input (its patient and study attributes); "
