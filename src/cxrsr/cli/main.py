@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import convert, upscale
+from . import convert, evaluate, train, upscale
 
 EPILOG = """\
 examples:
@@ -17,6 +17,7 @@ examples:
   cxrsr upscale big.tif -o out/ --tile 256              tiles of 256x256 input pixels for large images
   cxrsr upscale x.png -o out/ --weights my.safetensors --device cuda --precision fp16
   cxrsr convert swift_srgan_4x.pth.tar swift_srgan_4x.safetensors
+  cxrsr eval nih/test --weights my.safetensors --json scores.json
 """
 
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxrsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (upscale, convert):
+    for module in (upscale, evaluate, train, convert):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,123 @@
+"""Training configuration: one dataclass per concern, read from TOML or JSON, overridable from the CLI.
+
+The run directory records the resolved configuration as config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.augment import AugmentConfig
+from .losses import LossConfig
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # folder or list file of training images
+    val: str = ""  # folder or list file of validation images (whole images, protocol pairs)
+    split_file: str = ""  # optional JSON split file ({"train": [...], "val": [...]}) instead of train/val
+    hr_size: int = 256  # HR patch side; 0 = whole images
+    workers: int = 4
+    cache: bool = True
+    val_max_images: int = 0  # 0 = all
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 32  # per step over all processes
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-2
+    grad_clip: float = 0.0  # 0 = off
+    ema_decay: float = 0.999  # 0 = no EMA
+    plateau_factor: float = 0.5
+    plateau_patience: int = 4  # validations without improvement before the learning rate drops
+    amp: str = "auto"  # auto (bf16 where supported, else fp16 + GradScaler on CUDA; off on CPU) | bf16 | fp16 | off
+    freeze_bn: bool = False  # keep the generator's BatchNorm statistics fixed (small batches, short fine-tunes)
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/cxr"
+    seed: int = 0
+    steps_pretrain: int = 1000  # phase 1: generator only (pixel + perceptual + TV)
+    steps_gan: int = 0  # phase 2: adversarial fine-tuning
+    val_every: int = 200
+    ckpt_every: int = 200
+    log_every: int = 20
+    init: str = ""  # generator weights to start from (e.g. the upstream 4x checkpoint)
+    device: str = "auto"
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+        cfg = cls()
+        for section, values in raw.items():
+            if not hasattr(cfg, section):
+                raise ValueError(f"unknown config section [{section}]")
+            for key, value in values.items():
+                set_value(cfg, f"{section}.{key}", value)
+        return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read TOML (.toml) or JSON, then apply ``section.key=value`` overrides (values parsed as TOML)."""
+    cfg = TrainConfig()
+    if path:
+        path = Path(path)
+        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        cfg = TrainConfig.from_dict(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not section.key=value")
+        key, text = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare string
+        set_value(cfg, key.strip(), value)
+    return cfg
+
+
+def set_value(cfg: TrainConfig, dotted: str, value: Any) -> None:
+    section_name, _, key = dotted.partition(".")
+    section = getattr(cfg, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section) or not key:
+        raise ValueError(f"unknown config key {dotted!r}")
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        raise ValueError(f"unknown config key {dotted!r}; known: {', '.join(sorted(fields))}")
+    current = getattr(section, key)
+    if isinstance(current, bool):
+        value = bool(value)
+    elif isinstance(current, float):
+        value = float(value)
+    elif isinstance(current, int):
+        value = int(value)
+    elif isinstance(current, tuple):
+        value = tuple(value)
+    elif isinstance(current, str):
+        value = str(value)
+    setattr(section, key, value)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
