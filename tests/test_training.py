@@ -188,3 +188,19 @@ def test_perceptual_loss_offline_and_its_missing_weights_error(tmp_path, monkeyp
     x = torch.rand(2, 1, 64, 64)
     assert loss(x, x).item() == 0.0
     assert loss(x, torch.rand(2, 1, 64, 64)).item() > 0
+
+
+def test_run_splits_one_folder_by_patient_and_records_it(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in sorted(require(CXR / "nih" / "train").glob("*.png"))[:40]:
+        (folder / p.name).symlink_to(p)
+    cfg = load_config(None, [f'run.out="{tmp_path / "run"}"', f'data.images="{folder}"', "data.hr_size=64",
+                             "data.workers=0", "optim.batch_size=2", "loss.perceptual_weight=0",
+                             "run.steps_pretrain=1", "data.split_fractions=[0.6, 0.2, 0.2]",
+                             "data.val_max_images=1", 'run.device="cpu"'])
+    train(cfg, progress=False)
+    recorded = json.loads((tmp_path / "run" / "split.json").read_text())
+    expected = split_by_patient(sorted(folder.glob("*.png")), (0.6, 0.2, 0.2))
+    assert recorded == {k: [str(p) for p in v] for k, v in expected.items()}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["images"] == str(folder)

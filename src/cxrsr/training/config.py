@@ -21,6 +21,11 @@ class DataConfig:
     train: str = ""  # folder or list file of training images
     val: str = ""  # folder or list file of validation images (whole images, protocol pairs)
     split_file: str = ""  # optional JSON split file ({"train": [...], "val": [...]}) instead of train/val
+    images: str = ""  # or one folder / list file, split by patient into train / val / test here
+    patient_regex: str = r"^(\d+)_\d+"  # patient id from the file name (NIH: PATIENT_FOLLOWUP.png)
+    patient_csv: str = ""  # or a CSV with columns image, patient_id
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    split_seed: int = 0
     hr_size: int = 256  # HR patch side; 0 = whole images
     workers: int = 4
     cache: bool = True

@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from ..data.dataset import PatchDataset, StepSampler
-from ..data.splits import list_image_files, read_split
+from ..data.splits import list_image_files, read_split, split_by_patient, write_split
 from ..evaluation.evaluate import score_pairs
 from ..evaluation.protocol import load_pair
 from ..inference.device import resolve_device
@@ -64,8 +64,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
 
     # ---- data
+    split = None
     if cfg.data.split_file:
         split = read_split(cfg.data.split_file)
+    elif cfg.data.images:
+        split = split_by_patient(list_image_files(cfg.data.images), tuple(cfg.data.split_fractions),
+                                 seed=cfg.data.split_seed, regex=cfg.data.patient_regex,
+                                 csv_file=cfg.data.patient_csv or None)
+    if split is not None:
         train_files, val_files = split["train"], split.get("val", [])
     else:
         train_files = list_image_files(cfg.data.train)
@@ -73,8 +79,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.data.val_max_images:
         val_files = val_files[: cfg.data.val_max_images]
     if main_process:
-        (run_dir / "split.json").write_text(json.dumps(
-            {"train": [str(p) for p in train_files], "val": [str(p) for p in val_files]}, indent=1) + "\n")
+        write_split(split or {"train": train_files, "val": val_files}, run_dir / "split.json")
         save_config(cfg, run_dir / "config.json")
     val_pairs = [load_pair(p) for p in val_files] if main_process else []
 

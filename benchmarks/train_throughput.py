@@ -1,0 +1,103 @@
+"""Where should augmentation run? Measures, on one device:
+  1. the data loader alone (CPU workers: read, crop, rotate, CLAHE, flips, protocol LR), samples/s;
+  2. the training step alone (generator + perceptual loss, fwd + bwd + AdamW) on batches already on the device;
+  3. the real training loop (cxrsr.training.train) for a few steps, images/s from its own log.
+
+    python benchmarks/train_throughput.py --train ../shared/data/cxr/nih/train --device cuda --workers 0 4 8 16
+
+The loop is loader-bound when (1) < (3)'s potential, i.e. when (1) is below (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cxrsr.data import AugmentConfig, PatchDataset, StepSampler
+from cxrsr.data.splits import list_image_files
+from cxrsr.inference.device import resolve_device
+from cxrsr.models import Generator
+from cxrsr.training import load_config, train
+from cxrsr.training.losses import PerceptualLoss, pixel_loss
+
+
+def loader_rate(files, workers: int, batch: int, hr: int, batches: int) -> float:
+    ds = PatchDataset(files, hr_size=hr, augment=AugmentConfig())
+    loader = DataLoader(ds, batch_size=batch, sampler=StepSampler(len(ds), batch, seed=0), num_workers=workers,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    it = iter(loader)
+    next(it)  # start-up and first batch not timed
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - t)
+
+
+def step_rate(device: torch.device, batch: int, hr: int, steps: int, amp: bool, perceptual: bool) -> float:
+    g = Generator().to(device).train()
+    opt = torch.optim.AdamW(g.parameters(), lr=1e-4)
+    ploss = PerceptualLoss().to(device) if perceptual else None
+    lr = torch.rand(batch, 3, hr // 4, hr // 4, device=device)
+    target = torch.rand(batch, 3, hr, hr, device=device)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+
+    def one() -> None:
+        with torch.autocast(device.type, dtype=dtype) if amp and dtype else torch.autocast(device.type, enabled=False):
+            sr = g(lr)
+            loss = pixel_loss("mse", sr, target) + (0.006 * ploss(sr, target) if ploss else 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--train", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--hr", type=int, default=256)
+    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--no-perceptual", action="store_true")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    files = list_image_files(args.train)
+    results = {"device": str(device), "batch": args.batch, "hr": args.hr}
+    for w in args.workers:
+        results[f"loader_samples_per_s_workers_{w}"] = round(loader_rate(files, w, args.batch, args.hr, args.batches), 1)
+        print(f"loader, {w} workers: {results[f'loader_samples_per_s_workers_{w}']} samples/s", flush=True)
+    results["step_images_per_s"] = round(step_rate(device, args.batch, args.hr, args.steps, True,
+                                                   not args.no_perceptual), 1)
+    print(f"training step alone: {results['step_images_per_s']} images/s", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(None, [f'run.out="{tmp}/run"', f'data.train="{args.train}"', f"data.hr_size={args.hr}",
+                                 f"data.workers={max(args.workers)}", f"optim.batch_size={args.batch}",
+                                 f"run.steps_pretrain={args.steps + 2}", "run.log_every=1",
+                                 f'run.device="{device}"', "run.val_every=100000", "run.ckpt_every=100000"]
+                          + (["loss.perceptual_weight=0"] if args.no_perceptual else []))
+        train(cfg, progress=False)
+        speeds = [json.loads(line).get("speed/images_per_s") for line in Path(f"{tmp}/run/metrics.jsonl").open()]
+        results["loop_images_per_s"] = round([s for s in speeds if s][-1], 1)
+    print(f"training loop with loader: {results['loop_images_per_s']} images/s")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
