@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="floating-point precision of the network (default: auto)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the network with PyTorch (default) or ONNX Runtime")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
                    help="tile size in input pixels for large images (default: auto, from free memory)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
@@ -78,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         upscaler = Upscaler.from_pretrained(args.weights, device=args.device, precision=args.precision,
-                                            tile=args.tile)
-    except (WeightsError, ValueError) as exc:
+                                            tile=args.tile, backend=args.backend)
+    except (WeightsError, ValueError, RuntimeError) as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
     args.outdir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from ..io import InputFileError, array_to_pil, check_array, pil_to_array, read_i
 from ..models import Generator
 from ..weights import load_generator, resolve_weights
 from .device import resolve_device, resolve_precision
+from .optimize import fold_batchnorm
 from .tiling import auto_tile_size, upscale_tiled
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,27 @@ class Upscaler:
         pad: int = DEFAULT_PAD,
         weights_name: str = "custom",
         metadata: dict[str, str] | None = None,
+        backend: str = "torch",
     ) -> None:
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.backend = backend
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        # channels-last is the same function and twice as fast on the CPU (oneDNN): 0.90 s instead of 1.78 s
-        # per 256x256 input on 2 cores (benchmarks/cpu_tile_size.py). On CUDA it was measured slower.
+        if backend == "onnx" and self.dtype != torch.float32:
+            raise ValueError("the ONNX backend runs in fp32 only")
+        # Fast path, same function: BatchNorm folded into the convolutions, and on the CPU the channels-last
+        # layout (oneDNN), twice as fast there as the default layout (benchmarks/RESULTS.md). On CUDA
+        # channels-last was measured slower for this model.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
+        self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=self.memory_format)
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.runner = None
+        if backend == "onnx":
+            from .onnx import OnnxRunner, export_onnx
+
+            self.runner = OnnxRunner(export_onnx(model), cuda=self.device.type == "cuda")
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 16):
             raise ValueError(f"tile must be 'auto', None or an integer >= 16, got {tile!r}")
         self.tile = tile
@@ -69,13 +82,16 @@ class Upscaler:
         device: str | torch.device = "auto",
         precision: str = "auto",
         tile: int | str | None = "auto",
+        backend: str = "torch",
     ) -> "Upscaler":
         """Load shipped weights by name (default: the package's default weights) or a weights file by path
-        (.safetensors, or an upstream .pth / .pth.tar read with ``weights_only=True``)."""
+        (.safetensors, or an upstream .pth / .pth.tar read with ``weights_only=True``). ``backend='onnx'``
+        runs the network with ONNX Runtime (exported in memory)."""
         path = resolve_weights(name_or_path)
         model, metadata = load_generator(path)
         name = str(name_or_path) if name_or_path is not None else path.stem
-        return cls(model, device=device, precision=precision, tile=tile, weights_name=name, metadata=metadata)
+        return cls(model, device=device, precision=precision, tile=tile, weights_name=name, metadata=metadata,
+                   backend=backend)
 
     @property
     def scale(self) -> int:
@@ -166,6 +182,8 @@ class Upscaler:
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the generator on a float32 CPU batch; returns float32 on the CPU. A half-precision result
         with non-finite values is recomputed in fp32 rather than returned black or broken."""
+        if self.runner is not None:
+            return torch.from_numpy(self.runner(batch.numpy()))
         x = batch.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         out = self.model(x)
         if self.dtype != torch.float32 and not torch.isfinite(out).all():

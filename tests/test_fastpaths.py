@@ -1,0 +1,82 @@
+"""Each fast path computes the same function as the reference (eager fp32 PyTorch, BatchNorm unfolded)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxrsr import Upscaler
+from cxrsr.cli import main
+from cxrsr.inference.onnx import OnnxRunner, export_onnx
+from cxrsr.inference.optimize import fold_batchnorm
+from cxrsr.models import Generator, GeneratorConfig
+from cxrsr.weights import load_generator
+
+
+def _random_generator(scale=4):
+    torch.manual_seed(1)
+    g = Generator(GeneratorConfig(scale=scale, channels=16, blocks=3))
+    for m in g.modules():  # non-trivial BatchNorm statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return g.eval()
+
+
+@pytest.fixture(scope="module")
+def real_batch(lr_xray):
+    return torch.from_numpy(lr_xray[:64, :80].astype(np.float32) / 255)[None, None].expand(1, 3, 64, 80).contiguous()
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_folded_batchnorm_equals_reference_on_random_inputs(scale):
+    g = _random_generator(scale)
+    x = torch.rand(2, 3, 24, 20)
+    with torch.no_grad():
+        assert (fold_batchnorm(g)(x) - g(x)).abs().max().item() < 1e-5
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_batchnorm(g).modules())
+
+
+def test_folded_and_channels_last_equal_reference_on_a_real_xray(upstream_weights, real_batch):
+    g, _ = load_generator(upstream_weights)
+    fast = fold_batchnorm(g).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = g(real_batch)
+        out = fast(real_batch.contiguous(memory_format=torch.channels_last))
+    assert (out - ref).abs().max().item() < 1e-5
+
+
+def test_onnx_export_matches_pytorch_at_two_sizes(upstream_weights, real_batch, tmp_path):
+    g, _ = load_generator(upstream_weights)
+    path = tmp_path / "g.onnx"
+    runner = OnnxRunner(export_onnx(g, path))
+    assert path.stat().st_size > 100_000
+    rng = np.random.default_rng(0)
+    for x in (real_batch.numpy(), rng.random((2, 3, 37, 52), dtype=np.float32)):
+        with torch.no_grad():
+            ref = g(torch.from_numpy(x)).numpy()
+        out = runner(x)
+        assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-4
+
+
+def test_upscaler_onnx_backend_equals_torch_backend(upstream_weights, lr_xray):
+    a = Upscaler.from_pretrained(upstream_weights, device="cpu")
+    b = Upscaler.from_pretrained(upstream_weights, device="cpu", backend="onnx")
+    img = lr_xray[:96, :96]
+    fa = a.upscale(img.astype(np.float32) / 255, tile=None)
+    fb = b.upscale(img.astype(np.float32) / 255, tile=64)  # the ONNX backend tiles too
+    assert np.abs(fa - fb).max() < 1e-4
+    with pytest.raises(ValueError, match="fp32"):
+        Upscaler.from_pretrained(upstream_weights, device="cpu", precision="fp16", backend="onnx")
+
+
+def test_cli_export_and_upscale_with_onnx(upstream_weights, lr_xray, tmp_path, capsys):
+    assert main(["export", "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "--weights", str(upstream_weights)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    Image.fromarray(lr_xray[:40, :48]).save(tmp_path / "x.png")
+    assert main(["upscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--weights", str(upstream_weights),
+                 "--backend", "onnx"]) == 0
+    with Image.open(tmp_path / "o" / "x_x4.png") as im:
+        assert im.size == (192, 160)
