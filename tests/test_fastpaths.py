@@ -80,3 +80,26 @@ def test_cli_export_and_upscale_with_onnx(upstream_weights, lr_xray, tmp_path, c
                  "--backend", "onnx"]) == 0
     with Image.open(tmp_path / "o" / "x_x4.png") as im:
         assert im.size == (192, 160)
+
+
+def test_bench_reports_every_path_against_the_reference(upstream_weights, tmp_path, capsys):
+    import json
+
+    from conftest import CXR, require
+
+    folder = require(CXR / "nih" / "test")
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "a.png").symlink_to(sorted(folder.glob("*.png"))[0])
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--weights", str(upstream_weights), "--device", "cpu", "--batch-sizes", "1", "2",
+                 "--size", "32", "--repeats", "1", "--images", str(images), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    names = [p["path"] for p in data["paths"]]
+    assert names[0].startswith("eager-fp32") and any("onnx" in n for n in names) and len(names) >= 3
+    ref = data["paths"][0]
+    assert ref["speedup"]["1"] == 1.0 and ref["dpsnr"] == 0.0
+    for p in data["paths"]:
+        assert set(p["images_per_s"]) == {"1", "2"} and p["latency_ms"] > 0 and p["peak_memory_mb"] > 0
+        assert abs(p["dpsnr"]) < 0.02  # exact paths only unless bf16 is asked for
+    assert "x ref" in capsys.readouterr().out

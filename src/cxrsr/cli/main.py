@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import convert, evaluate, export, train, upscale
+from . import bench, convert, evaluate, export, train, upscale
 
 EPILOG = """\
 examples:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxrsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (upscale, evaluate, train, export, convert):
+    for module in (upscale, evaluate, train, export, bench, convert):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,152 @@
+"""Speed, memory and fidelity of each inference path against the eager fp32 reference, in one run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import Generator
+from .onnx import OnnxRunner, export_onnx
+from .optimize import fold_batchnorm
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, h, w) float32 on the CPU -> output on the CPU
+
+
+@dataclass
+class PathResult:
+    path: str
+    images_per_s: dict[int, float] = field(default_factory=dict)  # batch size -> img/s
+    latency_ms: float = 0.0  # median at batch 1
+    peak_memory_mb: float = 0.0  # CUDA: max allocated; CPU: process peak RSS
+    psnr: float | None = None  # mean over the given images
+    dpsnr: float | None = None  # against the eager fp32 reference
+    speedup: dict[int, float] = field(default_factory=dict)
+
+
+def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False) -> dict[str, Forward]:
+    """The reference first, then every fast path available on ``device``."""
+    model = model.eval()
+    paths: dict[str, Forward] = {}
+    reference = model.to(device)
+    paths["eager-fp32 (reference)"] = _torch_path(reference, device, torch.float32, torch.contiguous_format)
+    folded = fold_batchnorm(model).to(device)
+    if device.type == "cpu":
+        cl = folded.to(memory_format=torch.channels_last)
+        paths["folded-bn channels-last fp32 (default)"] = _torch_path(cl, device, torch.float32, torch.channels_last)
+        paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(export_onnx(model)))
+        if include_bf16_cpu:
+            bf = fold_batchnorm(model).to(device, torch.bfloat16, memory_format=torch.channels_last)
+            paths["folded-bn channels-last bf16"] = _torch_path(bf, device, torch.bfloat16, torch.channels_last)
+    else:
+        paths["folded-bn fp32 (default)"] = _torch_path(folded, device, torch.float32, torch.contiguous_format)
+        for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+            half = fold_batchnorm(model).to(device, dtype)
+            paths[f"folded-bn {name}"] = _torch_path(half, device, dtype, torch.contiguous_format)
+            half_cl = fold_batchnorm(model).to(device, dtype, memory_format=torch.channels_last)
+            paths[f"folded-bn {name} channels-last"] = _torch_path(half_cl, device, dtype, torch.channels_last)
+    return paths
+
+
+def _torch_path(model: torch.nn.Module, device, dtype, layout) -> Forward:
+    @torch.inference_mode()
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x.to(device, dtype).contiguous(memory_format=layout)).float().cpu()
+
+    return forward
+
+
+def _onnx_path(runner: OnnxRunner) -> Forward:
+    return lambda x: torch.from_numpy(runner(x.numpy()))
+
+
+def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), size: int = 256, repeats: int = 3,
+                  images: list | None = None, include_bf16_cpu: bool = False, log=print) -> list[PathResult]:
+    """Time every path at each batch size (median of ``repeats`` after one warm-up) and, with protocol
+    ``images`` (evaluation Pairs), score each path's PSNR against the reference's."""
+    from ..evaluation.protocol import psnr
+
+    results = []
+    for name, forward in build_paths(model, device, include_bf16_cpu).items():
+        r = PathResult(name)
+        _reset_peak(device)
+        for b in batch_sizes:
+            x = torch.rand(b, 3, size, size)
+            forward(x)
+            times = []
+            for _ in range(repeats):
+                _sync(device)
+                t = time.perf_counter()
+                forward(x)
+                _sync(device)
+                times.append(time.perf_counter() - t)
+            r.images_per_s[b] = b / statistics.median(times)
+            if b == 1:
+                r.latency_ms = statistics.median(times) * 1000
+        r.peak_memory_mb = _peak(device)
+        if images:
+            scores = []
+            for pair in images:
+                lr = torch.from_numpy(pair.lr.astype(np.float32))[None, None].expand(1, 3, -1, -1).contiguous()
+                sr = forward(lr).mean(1)[0].numpy().astype(np.float64)
+                scores.append(psnr(sr, pair.hr))
+            r.psnr = float(np.mean(scores))
+        results.append(r)
+        log(f"{name}: " + ", ".join(f"batch {b}: {v:.2f} img/s" for b, v in r.images_per_s.items())
+            + (f", PSNR {r.psnr:.4f} dB" if r.psnr is not None else ""))
+    ref = results[0]
+    for r in results:
+        r.speedup = {b: r.images_per_s[b] / ref.images_per_s[b] for b in r.images_per_s}
+        if r.psnr is not None and ref.psnr is not None:
+            r.dpsnr = r.psnr - ref.psnr
+    return results
+
+
+def format_results(results: list[PathResult]) -> str:
+    batches = list(results[0].images_per_s)
+    head = f"{'path':42s} " + " ".join(f"{'img/s b' + str(b):>11s} {'x ref':>6s}" for b in batches)
+    head += f" {'latency ms':>10s} {'peak MB':>8s} {'dPSNR dB':>9s}"
+    lines = [head]
+    for r in results:
+        row = f"{r.path:42s} " + " ".join(f"{r.images_per_s[b]:11.2f} {r.speedup[b]:6.2f}" for b in batches)
+        dp = f"{r.dpsnr:+9.4f}" if r.dpsnr is not None else f"{'':9s}"
+        lines.append(row + f" {r.latency_ms:10.1f} {r.peak_memory_mb:8.0f} {dp}")
+    return "\n".join(lines)
+
+
+def results_json(results: list[PathResult], device: torch.device, extra: dict) -> dict:
+    return {"device": str(device), **extra, "paths": [asdict(r) for r in results]}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:  # Linux: reset the process's peak resident set size (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def _peak(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
