@@ -119,8 +119,8 @@ def test_resume_reproduces_an_uninterrupted_run(nih_train_list, upstream_weights
     rest = small_config(tmp_path / "part", nih_train_list, upstream_weights,
                         **{"run.steps_pretrain": 2, "run.steps_gan": 3, **common})
     train(rest, resume=True, progress=False)
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 5
     for part_name in ("generator", "discriminator", "ema"):
         for key, value in a[part_name].items():
@@ -204,3 +204,30 @@ def test_run_splits_one_folder_by_patient_and_records_it(tmp_path):
     expected = split_by_patient(sorted(folder.glob("*.png")), (0.6, 0.2, 0.2))
     assert recorded == {k: [str(p) for p in v] for k, v in expected.items()}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["images"] == str(folder)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(nih_train_list, upstream_weights, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cxrsr", "train", "--out", str(out), "--init", str(upstream_weights),
+           "--device", "cpu", "--set", f'data.train="{nih_train_list}"', "--set", "data.hr_size=64",
+           "--set", "data.workers=0", "--set", "optim.batch_size=2", "--set", "loss.perceptual_weight=0",
+           "--set", "run.steps_pretrain=100000", "--set", "run.log_every=1", "--set", "run.ckpt_every=100000",
+           "--set", "run.val_every=100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    step = torch.load(out / "last.pt", weights_only=True)["step"]
+    assert 3 <= step < 100000
+    assert "checkpoint saved" in err and "Traceback" not in err
+    rc = subprocess.run([sys.executable, "-m", "cxrsr", "train", "--out", str(out), "--resume",
+                         "--set", f"run.steps_pretrain={step + 2}"], capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 0, rc.stderr[-2000:]
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == step + 2

@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     step, best_psnr, history = 0, -math.inf, []
     if resume:
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)  # our own file, holds RNG states
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
         generator.load_state_dict(ckpt["generator"])
         discriminator.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["opt_g"])
@@ -179,12 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     logits = d_train(torch.cat([hr_img, sr]))
                     loss_adv = generator_adversarial(logits[hr_img.shape[0]:])
                     loss_g = loss_g + cfg.loss.adversarial_weight * loss_adv
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(loss_g).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt_g)
-                torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt_g)
+            _backward_and_step(loss_g, opt_g, scaler, generator, cfg.optim.grad_clip)
 
             # discriminator step
             loss_d = torch.zeros((), device=device)
@@ -193,12 +188,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     logits = d_train(torch.cat([hr_img, sr.detach()]))
                     n = hr_img.shape[0]
                     loss_d = discriminator_loss(logits[:n], logits[n:])
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(loss_d).backward()
-                if cfg.optim.grad_clip > 0:
-                    scaler.unscale_(opt_d)
-                    torch.nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.optim.grad_clip)
-                scaler.step(opt_d)
+                _backward_and_step(loss_d, opt_d, scaler, discriminator, cfg.optim.grad_clip)
             scaler.update()
             if ema is not None:
                 ema.update_parameters(generator)
@@ -267,7 +257,7 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     """Write a run's generator (EMA weights by default) as a cxrsr safetensors file."""
     run = Path(run)
     path = run / checkpoint if (run / checkpoint).exists() else run / "last.pt"
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     generator = Generator(GeneratorConfig(**ckpt["generator_config"]))
     if use_ema and ckpt.get("ema"):
         state = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
@@ -284,6 +274,16 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _backward_and_step(loss, optimizer, scaler, module: torch.nn.Module, grad_clip: float) -> None:
+    """Backward through the (possibly fp16-scaled) loss, optional gradient clipping, optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    scaler.step(optimizer)
 
 
 def _initial_generator(cfg: TrainConfig) -> Generator:
@@ -374,7 +374,11 @@ def _seed_everything(seed: int) -> None:
 
 
 def _get_rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as plain containers and tensors, so checkpoints load with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -382,7 +386,8 @@ def _get_rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
