@@ -138,7 +138,7 @@ def _decode_failure(ds, exc: Exception) -> str:
     name = getattr(syntax, "name", None) or "this transfer syntax"
     text = str(exc).lower()
     if isinstance(exc, (NotImplementedError, RuntimeError)) and ("plugin" in text or "decod" in text or "handler" in text):
-        hint = "install the MIT-licensed decoders: pip install 'cxrsr[jpeg2000]'"
+        hint = "JPEG 2000 needs the MIT-licensed decoders cxrsr installs: pip install pylibjpeg pylibjpeg-openjpeg"
         if syntax is not None and str(syntax).startswith("1.2.840.10008.1.2.4.") and str(syntax) not in (
             "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
             "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
