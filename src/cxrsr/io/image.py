@@ -28,10 +28,6 @@ class LoadedImage:
     format: str  # "png", "jpeg", "tiff", "dicom" or another Pillow format name in lower case
     dicom: DicomSource | None = None
 
-    @property
-    def is_16bit(self) -> bool:
-        return self.array.dtype != np.uint8
-
 
 def read_image(path: str | Path, window: str | tuple[float, float] | None = None) -> LoadedImage:
     """Read an input file, or raise :class:`InputFileError` naming the file and the problem.
