@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_path
 from .errors import InputFileError
+
+if TYPE_CHECKING:  # pydicom is imported where it is used, to keep start-up quick
+    from pydicom.dataset import Dataset
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
@@ -45,7 +48,7 @@ _STALE_KEYWORDS = ("IconImageSequence", "SmallestImagePixelValue", "LargestImage
 class DicomSource:
     """What mapping an upscaled image back to the input's stored values needs."""
 
-    dataset: "pydicom.Dataset"  # noqa: F821 - pydicom is imported lazily
+    dataset: "Dataset"
     values: np.ndarray  # modality-LUT values of the input (float32), original polarity
     monochrome1: bool
     low: float  # modality value mapped to 0.0 (before MONOCHROME1 inversion)
@@ -255,14 +258,5 @@ def _shift_position(ds, src, scale: int) -> None:
 
 def write_dicom(path: Path, ds) -> None:
     """Save atomically (temporary name in the same folder, then rename), Explicit VR Little Endian."""
-    from .image import current_umask
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

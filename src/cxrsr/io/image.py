@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .dicom import DicomSource, looks_like_dicom, read_dicom
 from .errors import InputFileError
 from .raster import TIFF_SUFFIXES, read_raster, write_raster
@@ -70,22 +69,9 @@ def write_image(array: np.ndarray, path: str | Path, fmt: str | None = None,
     ``text`` is stored as the file's descriptive metadata (none when None)."""
     path = Path(path)
     fmt = fmt or format_for_suffix(path.suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write_raster(array, Path(tmp), fmt, text)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        write_raster(array, tmp, fmt, text)
     return path
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def format_for_suffix(suffix: str) -> str:
