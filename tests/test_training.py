@@ -130,8 +130,13 @@ def test_resume_reproduces_an_uninterrupted_run(nih_train_list, upstream_weights
 
 
 def test_torchrun_two_processes_end_with_identical_weights(nih_train_list, upstream_weights, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "cxrsr", "train", "--out", str(out), "--init", str(upstream_weights), "--device", "cpu",
            "--set", f'data.train="{nih_train_list}"', "--set", "data.hr_size=64", "--set", "data.workers=0",
            "--set", "optim.batch_size=4", "--set", "loss.perceptual_weight=0", "--set", "run.steps_pretrain=2",
