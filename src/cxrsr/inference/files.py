@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..io import INPUT_SUFFIXES, OUTPUT_FORMATS, InputFileError, LoadedImage, looks_like_dicom, read_image, write_image
+from ..io.image import format_for_suffix
 from ..io.dicom import derived_dataset, stored_from_values, values_from_unit, write_dicom
 from .upscaler import Upscaler
 
@@ -90,13 +91,6 @@ def default_format(path: Path) -> str:
     return "dcm" if looks_like_dicom(path) else "png"
 
 
-def format_for_path(path: Path) -> str | None:
-    """The output format a file name asks for (by suffix), or None if it names none."""
-    suffix = path.suffix.lower()
-    aliases = {".tiff": "tiff", ".jpeg": "jpeg", ".dicom": "dcm"}
-    return aliases.get(suffix) or next((f for f, ext in OUTPUT_FORMATS.items() if ext == suffix), None)
-
-
 def plan_jobs(
     inputs: list[InputFile],
     outdir: Path,
@@ -147,7 +141,7 @@ def upscale_file(
     src, dst = Path(src), Path(dst)
     if dst.exists() and _same_file(src, dst):
         raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
-    fmt = fmt or format_for_path(dst) or default_format(src)
+    fmt = fmt or format_for_suffix(dst.suffix) or default_format(src)
     image = read_image(src, window=window)
     if fmt == "dcm" and image.dicom is None:
         raise InputFileError(src, "DICOM output needs a DICOM input (its patient and study attributes); "

@@ -69,14 +69,15 @@ def write_image(array: np.ndarray, path: str | Path, fmt: str | None = None,
     ``text`` is stored as the file's descriptive metadata (none when None)."""
     path = Path(path)
     fmt = fmt or format_for_suffix(path.suffix)
+    if fmt not in ("png", "tiff", "jpeg"):
+        raise ValueError(f"cannot write {path.name} as an image: use a .png, .tif or .jpg name or pass fmt")
     with atomic_path(path) as tmp:
         write_raster(array, tmp, fmt, text)
     return path
 
 
-def format_for_suffix(suffix: str) -> str:
+def format_for_suffix(suffix: str) -> str | None:
+    """The output format a file suffix names ('.png' -> 'png', '.tiff' -> 'tiff', '.dcm' -> 'dcm'), or None."""
     suffix = suffix.lower()
-    for fmt, ext in OUTPUT_FORMATS.items():
-        if fmt != "dcm" and (suffix == ext or (fmt == "tiff" and suffix == ".tiff") or (fmt == "jpeg" and suffix == ".jpeg")):
-            return fmt
-    raise ValueError(f"cannot tell the output format from suffix {suffix!r}; use png, tif or jpg")
+    aliases = {".tiff": "tiff", ".jpeg": "jpeg", ".dicom": "dcm"}
+    return aliases.get(suffix) or next((f for f, ext in OUTPUT_FORMATS.items() if ext == suffix), None)
