@@ -103,3 +103,73 @@ def test_bench_reports_every_path_against_the_reference(upstream_weights, tmp_pa
         assert set(p["images_per_s"]) == {"1", "2"} and p["latency_ms"] > 0 and p["peak_memory_mb"] > 0
         assert abs(p["dpsnr"]) < 0.02  # exact paths only unless bf16 is asked for
     assert "x ref" in capsys.readouterr().out
+
+
+_FAULTS_SCRIPT = """
+import resource, torch
+from cxrsr.inference.allocator import tune_cpu_allocator
+print(int(tune_cpu_allocator()))
+torch.empty(2**24).fill_(1.0)  # 64 MiB, freed at once
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.empty(2**24).fill_(2.0)  # the same size again: faulted in anew, or reused from the heap?
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the tuning applies to glibc only")
+@pytest.mark.parametrize("setting", ["tuned", "system"])
+def test_allocator_tuning_reuses_large_blocks_instead_of_faulting_them_in(setting):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CXRSR_CPU_ALLOCATOR": "" if setting == "tuned" else "system"}
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    applied, faults = (int(v) for v in out.stdout.split())
+    pages = 2**26 // 4096
+    if setting == "tuned":
+        assert applied == 1 and faults < pages // 10
+    else:  # glibc's default: every 64 MiB block is a fresh memory map, faulted in page by page
+        assert applied == 0 and faults > pages // 2
+
+
+def _fused_check(*args) -> dict:
+    """tests/fused_check.py in its own process (TRITON_INTERPRET=1 must be set before Triton is imported)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    script = Path(__file__).with_name("fused_check.py")
+    out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fused_triton_kernels_equal_reference_on_random_models():
+    """Scale 2 and 4, batch 2, PReLU slopes of both signs, biases, BatchNorm, image borders and
+    several programs per row: fp32 through the fused kernels equals eager PyTorch."""
+    for scale, r in _fused_check("random").items():
+        assert r["shape_ok"], scale
+        assert r["max_abs"] < 1e-5, (scale, r)
+
+
+def test_fused_triton_kernels_on_a_real_xray(upstream_weights, lr_xray, tmp_path):
+    crop = tmp_path / "crop.npy"
+    np.save(crop, lr_xray[100:108, 60:72].astype(np.float32) / 255)
+    r = _fused_check("real", upstream_weights, crop)
+    assert r["fp32"]["shape_ok"] and r["fp32"]["max_abs"] < 1e-5
+    # fp16 activations with fp32 accumulation: 3e-4 RMS here, against about 1e-2 RMS error of the SR itself
+    assert r["fp16"]["shape_ok"] and r["fp16"]["rms"] < 1e-3 and r["fp16"]["max_abs"] < 1e-2
+
+
+def test_upscaler_triton_backend_equals_torch_backend(tiny_weights):
+    r = _fused_check("upscaler", tiny_weights)["upscaler"]
+    assert r["shape_ok"] and r["max_abs"] <= 1  # uint16 output: at most one step of 65535 apart
+
+
+def test_triton_backend_without_a_gpu_is_a_clear_error(tiny_weights, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        Upscaler.from_pretrained(tiny_weights, device="cpu", backend="triton")

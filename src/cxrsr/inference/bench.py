@@ -12,8 +12,12 @@ import numpy as np
 import torch
 
 from ..models import Generator
+from .allocator import allocator_tuned, tune_cpu_allocator
 from .onnx import OnnxRunner, export_onnx
 from .optimize import fold_batchnorm
+
+REFERENCE = "eager-fp32 (reference)"
+TUNED_REFERENCE = "eager-fp32 + allocator tuning"
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, h, w) float32 on the CPU -> output on the CPU
 
@@ -27,6 +31,7 @@ class PathResult:
     psnr: float | None = None  # mean over the given images
     dpsnr: float | None = None  # against the eager fp32 reference
     speedup: dict[int, float] = field(default_factory=dict)
+    cpu_allocator: str | None = None  # CPU only: "system" (glibc defaults) or "tuned" (allocator.py)
 
 
 def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False) -> dict[str, Forward]:
@@ -34,9 +39,12 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
     model = model.eval()
     paths: dict[str, Forward] = {}
     reference = model.to(device)
-    paths["eager-fp32 (reference)"] = _torch_path(reference, device, torch.float32, torch.contiguous_format)
+    paths[REFERENCE] = _torch_path(reference, device, torch.float32, torch.contiguous_format)
     folded = fold_batchnorm(model).to(device)
     if device.type == "cpu":
+        # Everything after the reference runs with the allocator tuned as Upscaler tunes it; this row shows
+        # how much of each speed-up is the allocator alone.
+        paths[TUNED_REFERENCE] = _torch_path(reference, device, torch.float32, torch.contiguous_format)
         cl = folded.to(memory_format=torch.channels_last)
         paths["folded-bn channels-last fp32 (default)"] = _torch_path(cl, device, torch.float32, torch.channels_last)
         paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(export_onnx(model)))
@@ -50,6 +58,12 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
             paths[f"folded-bn {name}"] = _torch_path(half, device, dtype, torch.contiguous_format)
             half_cl = fold_batchnorm(model).to(device, dtype, memory_format=torch.channels_last)
             paths[f"folded-bn {name} channels-last"] = _torch_path(half_cl, device, dtype, torch.channels_last)
+        from .fused import FusedGenerator, triton_available
+
+        if triton_available(device):
+            for name, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):
+                fused = FusedGenerator(model, device, dtype)
+                paths[f"triton fused {name}"] = lambda x, fused=fused: fused(x).float().cpu()
     return paths
 
 
@@ -72,8 +86,14 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
     from ..evaluation.protocol import psnr
 
     results = []
+    if device.type == "cpu" and allocator_tuned():
+        log("note: the CPU allocator was already tuned in this process, so the reference runs with it too")
     for name, forward in build_paths(model, device, include_bf16_cpu).items():
+        if device.type == "cpu" and name != REFERENCE:
+            tune_cpu_allocator()
         r = PathResult(name)
+        if device.type == "cpu":
+            r.cpu_allocator = "tuned" if allocator_tuned() else "system"
         _reset_peak(device)
         for b in batch_sizes:
             x = torch.rand(b, 3, size, size)

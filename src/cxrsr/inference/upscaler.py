@@ -15,6 +15,7 @@ from PIL import Image
 from ..io import InputFileError, array_to_pil, check_array, pil_to_array, read_image
 from ..models import Generator
 from ..weights import load_generator, resolve_weights
+from .allocator import tune_cpu_allocator
 from .device import resolve_device, resolve_precision
 from .optimize import fold_batchnorm
 from .tiling import auto_tile_size, upscale_tiled
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 #: Tiling defaults in input pixels: blended overlap between tile cores, and context around each core that
 #: is computed and cropped (see tiling.py for the measurement behind them).
 DEFAULT_OVERLAP = 16
+#: torch: PyTorch (BatchNorm folded; channels-last on the CPU). onnx: ONNX Runtime, fp32. triton: the fused
+#: kernels of fused.py (CUDA).
+BACKENDS = ("torch", "onnx", "triton")
 DEFAULT_PAD = 24
 
 
@@ -34,6 +38,10 @@ class Upscaler:
     same dtype, a PIL image as a PIL image of the same mode. A path is read (PNG, JPEG, TIFF, DICOM) and the
     upscaled pixels are returned as an array. Grey images are replicated to the model's three channels and
     the output averaged back to grey; 16-bit images keep their value range.
+
+    On the CPU, constructing an Upscaler raises glibc's malloc thresholds for the whole process (large
+    blocks are reused instead of memory-mapped anew; the process keeps its peak memory until it exits):
+    ``tune_allocator=False`` or ``CXRSR_CPU_ALLOCATOR=system`` declines it (see inference/allocator.py).
     """
 
     def __init__(
@@ -47,9 +55,10 @@ class Upscaler:
         weights_name: str = "custom",
         metadata: dict[str, str] | None = None,
         backend: str = "torch",
+        tune_allocator: bool = True,
     ) -> None:
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.backend = backend
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
@@ -59,6 +68,10 @@ class Upscaler:
         # layout (oneDNN), twice as fast there as the default layout (benchmarks/RESULTS.md). On CUDA
         # channels-last was measured slower for this model.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        if self.device.type == "cpu" and tune_allocator:
+            # Activations stay on the heap instead of being memory-mapped and faulted in again on every
+            # layer: 2.5x on a 2-core CPU, same numbers (allocator.py explains it and how to decline it).
+            tune_cpu_allocator()
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=self.memory_format)
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -67,6 +80,13 @@ class Upscaler:
             from .onnx import OnnxRunner, export_onnx
 
             self.runner = OnnxRunner(export_onnx(model), cuda=self.device.type == "cuda")
+        self.fused = None
+        if backend == "triton":
+            from .fused import FusedGenerator, triton_available
+
+            if not triton_available(self.device):
+                raise ValueError("the triton backend needs a CUDA device and the triton package")
+            self.fused = FusedGenerator(model, self.device, self.dtype)
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 16):
             raise ValueError(f"tile must be 'auto', None or an integer >= 16, got {tile!r}")
         self.tile = tile
@@ -83,15 +103,16 @@ class Upscaler:
         precision: str = "auto",
         tile: int | str | None = "auto",
         backend: str = "torch",
+        tune_allocator: bool = True,
     ) -> "Upscaler":
         """Load shipped weights by name (default: the package's default weights) or a weights file by path
         (.safetensors, or an upstream .pth / .pth.tar read with ``weights_only=True``). ``backend='onnx'``
-        runs the network with ONNX Runtime (exported in memory)."""
+        runs the network with ONNX Runtime (exported in memory), ``backend='triton'`` with fused kernels."""
         path = resolve_weights(name_or_path)
         model, metadata = load_generator(path)
         name = str(name_or_path) if name_or_path is not None else path.stem
         return cls(model, device=device, precision=precision, tile=tile, weights_name=name, metadata=metadata,
-                   backend=backend)
+                   backend=backend, tune_allocator=tune_allocator)
 
     @property
     def scale(self) -> int:
@@ -185,7 +206,7 @@ class Upscaler:
         if self.runner is not None:
             return torch.from_numpy(self.runner(batch.numpy()))
         x = batch.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
-        out = self.model(x)
+        out = self.fused(x) if self.fused is not None else self.model(x)
         if self.dtype != torch.float32 and not torch.isfinite(out).all():
             log.warning("non-finite values in %s output; recomputing this tile in fp32", self.dtype)
             out = self.model.float()(x.float())
