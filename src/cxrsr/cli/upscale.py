@@ -47,8 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="floating-point precision of the network (default: auto)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="run the network with PyTorch (default) or ONNX Runtime")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "triton"],
+                   help="run the network with PyTorch (default), ONNX Runtime, or fused Triton kernels (CUDA)")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
                    help="tile size in input pixels for large images (default: auto, from free memory)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
