@@ -101,6 +101,22 @@ def measure(size: int) -> tuple[dict[str, Cost], int, int, int]:
     return rec.costs, params, x.numel(), y.numel()
 
 
+def per_block_fused_bytes(size: int, act_bytes: int, config: GeneratorConfig | None = None) -> float:
+    """Traffic of the fused Triton path (inference/fused.py): each separable block reads its input (and a
+    residual where it adds one) once and writes its output once; the output image is fp32."""
+    c = config or GeneratorConfig()
+    lr = size * size
+    elements = c.in_channels * lr + c.channels * lr  # initial block
+    elements += c.blocks * 5 * c.channels * lr  # per residual block: in, out | in, residual, out
+    elements += 3 * c.channels * lr  # conv block + long skip
+    pixels = lr
+    for _ in range(c.upsample_blocks):
+        elements += c.channels * pixels + c.channels * 4 * pixels
+        pixels *= 4
+    elements += c.channels * pixels  # final block's input
+    return elements * act_bytes + c.in_channels * pixels * 4
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
@@ -131,6 +147,9 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     print(f"| memory, eager (one kernel per operator) | {total.elements_moved * 4 / args.bandwidth * 1e6:.0f} "
           f"| {total.elements_moved * 2 / args.bandwidth * 1e6:.0f} |")
+    print(f"| memory, one fused kernel per separable block (inference/fused.py) "
+          f"| {per_block_fused_bytes(args.size, 4) / args.bandwidth * 1e6:.0f} "
+          f"| {per_block_fused_bytes(args.size, 2) / args.bandwidth * 1e6:.0f} |")
     print(f"| memory, fully fused (input + output + weights/batch) | {fused[4] / args.bandwidth * 1e6:.1f} "
           f"| {fused[2] / args.bandwidth * 1e6:.1f} |")
     print(f"| depthwise FLOPs on CUDA cores | {total.dw_flops / args.fp32 * 1e6:.0f} "
