@@ -4,6 +4,7 @@
   3. the real training loop (cxrsr.training.train) for a few steps, images/s from its own log.
 
     python benchmarks/train_throughput.py --train ../shared/data/cxr/nih/train --device cuda --workers 0 4 8 16
+    python benchmarks/train_throughput.py --train ../shared/data/cxr/nih/train --workers 0 1 2 --loader-only
 
 The loop is loader-bound when (1) < (3)'s potential, i.e. when (1) is below (2).
 """
@@ -37,6 +38,19 @@ def loader_rate(files, workers: int, batch: int, hr: int, batches: int) -> float
     for _ in range(batches):
         next(it)
     return batches * batch / (time.perf_counter() - t)
+
+
+def sample_costs(files, hr: int, n: int = 24) -> tuple[float, float]:
+    """Milliseconds per sample in this process: first touch of each file (decode + augment + LR), then again
+    with the decoded image in the dataset's per-worker cache (augment + LR only)."""
+    ds = PatchDataset(files[:n], hr_size=hr, augment=AugmentConfig())
+    times = []
+    for rounds in range(2):
+        t = time.perf_counter()
+        for i in range(len(ds)):
+            ds[(i, rounds * n + i)]
+        times.append((time.perf_counter() - t) / len(ds) * 1000)
+    return times[0], times[1]
 
 
 def step_rate(device: torch.device, batch: int, hr: int, steps: int, amp: bool, perceptual: bool) -> float:
@@ -76,13 +90,20 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-perceptual", action="store_true")
+    p.add_argument("--loader-only", action="store_true", help="measure the loader alone (1), e.g. on a CPU machine")
     args = p.parse_args()
     device = resolve_device(args.device)
     files = list_image_files(args.train)
     results = {"device": str(device), "batch": args.batch, "hr": args.hr}
+    cold, warm = sample_costs(files, args.hr)
+    results["sample_ms_first_read"], results["sample_ms_cached"] = round(cold, 2), round(warm, 2)
+    print(f"one sample in one process: {cold:.1f} ms on first read of its file, {warm:.1f} ms once cached", flush=True)
     for w in args.workers:
         results[f"loader_samples_per_s_workers_{w}"] = round(loader_rate(files, w, args.batch, args.hr, args.batches), 1)
         print(f"loader, {w} workers: {results[f'loader_samples_per_s_workers_{w}']} samples/s", flush=True)
+    if args.loader_only:
+        print(json.dumps(results))
+        return
     results["step_images_per_s"] = round(step_rate(device, args.batch, args.hr, args.steps, True,
                                                    not args.no_perceptual), 1)
     print(f"training step alone: {results['step_images_per_s']} images/s", flush=True)
