@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of HR images (e.g. nih/test) for the PSNR comparison")
     p.add_argument("--max-images", type=int, default=10)
     p.add_argument("--include-bf16-cpu", action="store_true", help="also time bf16 on the CPU (not exact)")
+    p.add_argument("--include-compile", action="store_true",
+                   help="also time torch.compile of the default CPU path (compiles on the warm-up call)")
     p.add_argument("--json", type=Path, help="write the numbers as JSON")
     p.set_defaults(run=run)
 
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"input {args.size}x{args.size}", flush=True)
     results = run_benchmark(model, device, tuple(args.batch_sizes), args.size, args.repeats, pairs,
-                            args.include_bf16_cpu, log=lambda m: print(m, flush=True))
+                            args.include_bf16_cpu, log=lambda m: print(m, flush=True),
+                            include_compile=args.include_compile)
     print(format_results(results))
     if args.json:
         extra = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": args.size,

@@ -34,7 +34,8 @@ class PathResult:
     cpu_allocator: str | None = None  # CPU only: "system" (glibc defaults) or "tuned" (allocator.py)
 
 
-def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False) -> dict[str, Forward]:
+def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False,
+                include_compile: bool = False) -> dict[str, Forward]:
     """The reference first, then every fast path available on ``device``."""
     model = model.eval()
     paths: dict[str, Forward] = {}
@@ -48,6 +49,8 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
         cl = folded.to(memory_format=torch.channels_last)
         paths["folded-bn channels-last fp32 (default)"] = _torch_path(cl, device, torch.float32, torch.channels_last)
         paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(export_onnx(model)))
+        if include_compile:
+            paths["torch.compile (inductor) of the default"] = _compiled_path(cl, device, torch.channels_last)
         if include_bf16_cpu:
             bf = fold_batchnorm(model).to(device, torch.bfloat16, memory_format=torch.channels_last)
             paths["folded-bn channels-last bf16"] = _torch_path(bf, device, torch.bfloat16, torch.channels_last)
@@ -75,12 +78,28 @@ def _torch_path(model: torch.nn.Module, device, dtype, layout) -> Forward:
     return forward
 
 
+def _compiled_path(model: torch.nn.Module, device, layout) -> Forward:
+    """``torch.compile`` of an inference model; with freezing, inductor treats the weights as constants
+    (prepacked for oneDNN on the CPU). Compilation happens on the first call, the benchmark's warm-up."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(model)
+
+    @torch.no_grad()
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return compiled(x.to(device).contiguous(memory_format=layout)).float().cpu()
+
+    return forward
+
+
 def _onnx_path(runner: OnnxRunner) -> Forward:
     return lambda x: torch.from_numpy(runner(x.numpy()))
 
 
 def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), size: int = 256, repeats: int = 3,
-                  images: list | None = None, include_bf16_cpu: bool = False, log=print) -> list[PathResult]:
+                  images: list | None = None, include_bf16_cpu: bool = False, log=print,
+                  include_compile: bool = False) -> list[PathResult]:
     """Time every path at each batch size (median of ``repeats`` after one warm-up) and, with protocol
     ``images`` (evaluation Pairs), score each path's PSNR against the reference's."""
     from ..evaluation.protocol import psnr
@@ -88,7 +107,7 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
     results = []
     if device.type == "cpu" and allocator_tuned():
         log("note: the CPU allocator was already tuned in this process, so the reference runs with it too")
-    for name, forward in build_paths(model, device, include_bf16_cpu).items():
+    for name, forward in build_paths(model, device, include_bf16_cpu, include_compile).items():
         if device.type == "cpu" and name != REFERENCE:
             tune_cpu_allocator()
         r = PathResult(name)
