@@ -114,7 +114,7 @@ class FusedGenerator:
         cin_p = max(16, triton.next_power_of_2(b.cin))
         cout_p = max(16, triton.next_power_of_2(b.cout))
         block_w = min(self.block_w, max(16, triton.next_power_of_2(w)))
-        grid = (triton.cdiv(w, block_w), n * h)
+        grid = (n * h, triton.cdiv(w, block_w))
         separable_block_kernel[grid](
             x, b.dw, b.pw, b.bias, b.slope if b.slope is not None else b.bias,
             residual if residual is not None else out, out, h, w,

@@ -32,8 +32,10 @@ def separable_block_kernel(
     PRELU: tl.constexpr, RESIDUAL: tl.constexpr, SHUFFLE: tl.constexpr, SIGMOID2: tl.constexpr,
     IEEE: tl.constexpr,
 ):
-    pid_w = tl.program_id(0)
-    row = tl.program_id(1)  # n * H + h
+    # Rows on the first grid axis (up to 2**31 - 1 programs; the second allows only 65535). Offsets are
+    # 64-bit: a batch of 32 64-channel 1024 x 1024 activations has 2**31 elements.
+    row = tl.program_id(0).to(tl.int64)  # n * H + h
+    pid_w = tl.program_id(1)
     n = row // H
     h = row % H
     offs_w = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)

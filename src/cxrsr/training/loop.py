@@ -24,6 +24,7 @@ from ..data.dataset import PatchDataset, StepSampler
 from ..data.splits import list_image_files, read_split, split_by_patient, write_split
 from ..evaluation.evaluate import score_pairs
 from ..evaluation.protocol import load_pair
+from ..inference.allocator import tune_cpu_allocator
 from ..inference.device import resolve_device
 from ..models import Discriminator, Generator, GeneratorConfig
 from ..weights import load_generator, save_generator
@@ -48,6 +49,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     else:
         device = resolve_device(cfg.run.device)
     main_process = rank == 0
+    if device.type == "cpu":
+        tune_cpu_allocator()  # activations reused from the heap, not faulted in anew (inference/allocator.py)
     if cfg.optim.batch_size % world:
         raise ValueError(f"batch size {cfg.optim.batch_size} is not divisible by {world} processes")
     per_rank_batch = cfg.optim.batch_size // world
