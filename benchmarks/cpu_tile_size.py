@@ -2,6 +2,7 @@
 Upscaler runs there (BatchNorm folded, channels-last, allocator tuned as in inference/allocator.py).
 
     python benchmarks/cpu_tile_size.py --weights PATH [--sizes 128 176 256 304 400 560] [--system-allocator]
+                                       [--threads N]
 
 Prints one line per size. Used to choose the CPU tile size (tiling.CPU_TILE). With --system-allocator the
 glibc defaults are kept, which shows what the allocator tuning changes. A tile of side s with the default
@@ -26,8 +27,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 176, 256, 304, 400, 560])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--system-allocator", action="store_true", help="keep glibc's malloc defaults")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's choice)")
     args = parser.parse_args()
     tuned = False if args.system_allocator else tune_cpu_allocator()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, _ = load_generator(resolve_weights(args.weights))
     model = fold_batchnorm(model).to(memory_format=torch.channels_last)
     print(f"threads={torch.get_num_threads()} torch={torch.__version__} allocator={'tuned' if tuned else 'system'}")
