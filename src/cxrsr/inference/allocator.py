@@ -1,14 +1,15 @@
 """Keep large CPU activations on the heap instead of in fresh memory maps (glibc only).
 
 glibc's malloc serves every allocation above M_MMAP_THRESHOLD (128 KiB, adapting up to 32 MiB) with a new
-anonymous memory map and unmaps it again on free. PyTorch's CPU allocator is plain malloc, so each
+anonymous memory map and unmaps it again on free. PyTorch's CPU allocator is built on malloc, so each
 activation of this model (16 MiB at 256x256 and 256 MiB at 1024x1024 with 64 channels) is faulted in 4 KiB
 page by 4 KiB page, and zeroed by the kernel, on every forward pass. Measured on a 2-core CPU
 (benchmarks/RESULTS.md): 6.5 million minor page faults and 0.92 s per 256 -> 1024 image with glibc's
-defaults, 0.5 million and 0.36 s with the thresholds raised, the same numbers bit for bit.
+defaults, 0.5 million and 0.35 s with the thresholds raised. The outputs do not change: the allocator decides
+where memory lives, not what is computed.
 
-Raising M_MMAP_THRESHOLD and switching off trimming makes freed activations stay in the process and be reused by
-the next layer, tile or image. The price is that the process keeps its peak memory until it exits, as a
+Raising M_MMAP_THRESHOLD and switching off trimming keeps freed activations in the process for the next
+layer, tile or image to reuse. The price is that the process keeps its peak memory until it exits, as a
 caching allocator does. It is process-wide, so it is applied once and can be declined: pass
 ``tune_allocator=False`` to ``Upscaler`` or set ``CXRSR_CPU_ALLOCATOR=system``.
 """
@@ -32,7 +33,7 @@ _state: dict[str, bool] = {}
 
 
 def tune_cpu_allocator() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; True if they are raised (now or before).
+    """Raise glibc's mmap threshold and switch off trimming, once per process; True if done (now or before).
 
     Does nothing (and returns False) on other C libraries, on other systems, or when the environment sets
     ``CXRSR_CPU_ALLOCATOR=system``.
