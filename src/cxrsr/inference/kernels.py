@@ -56,7 +56,7 @@ def separable_block_kernel(
             v = tl.load(x_ptr + pix[:, None] * CIN + offs_c[None, :], mask=ok[:, None] & c_ok[None, :], other=0.0)
             tap = tl.load(dw_ptr + offs_c * (K * K) + (ky * K + kx), mask=c_ok, other=0.0)
             acc += v.to(tl.float32) * tap[None, :]
-    a = acc.to(x_ptr.dtype.element_ty)
+    a = acc.to(pw_ptr.dtype.element_ty)  # the matrix product's dtype (the input may be fp32, see fused.py)
 
     # pointwise 1 x 1 as a matrix product, output channels in blocks of BLOCK_CO, then the epilogue
     for co0 in tl.static_range(0, COUT_P, BLOCK_CO):
