@@ -12,24 +12,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cxrsr.inference.fused import FusedGenerator  # noqa: E402
-from cxrsr.models import Generator, GeneratorConfig  # noqa: E402
 from cxrsr.weights import load_generator  # noqa: E402
-
-
-def random_generator(scale: int) -> Generator:
-    torch.manual_seed(scale)
-    g = Generator(GeneratorConfig(scale=scale, channels=16, blocks=2))
-    for m in g.modules():  # non-trivial BatchNorm statistics and PReLU slopes, as after training
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-        if isinstance(m, torch.nn.PReLU):
-            m.weight.data.uniform_(-0.3, 0.5)
-        if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
-            m.bias.data.uniform_(-0.1, 0.1)
-    return g.eval()
+from random_models import random_generator  # noqa: E402  (beside this script)
 
 
 def main() -> None:
@@ -38,7 +22,7 @@ def main() -> None:
     if what == "random":
         x = torch.rand(2, 3, 5, 9)  # batch 2; several programs per row at 16-pixel blocks
         for scale in (2, 4):
-            g = random_generator(scale)
+            g = random_generator(scale, blocks=2, seed=scale, slopes_and_biases=True)
             with torch.no_grad():
                 ref = g(x)
             out = FusedGenerator(g, torch.device("cpu"), torch.float32, block_w=16)(x)

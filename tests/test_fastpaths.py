@@ -9,20 +9,8 @@ from cxrsr import Upscaler
 from cxrsr.cli import main
 from cxrsr.inference.onnx import OnnxRunner, export_onnx
 from cxrsr.inference.optimize import fold_batchnorm
-from cxrsr.models import Generator, GeneratorConfig
 from cxrsr.weights import load_generator
-
-
-def _random_generator(scale=4):
-    torch.manual_seed(1)
-    g = Generator(GeneratorConfig(scale=scale, channels=16, blocks=3))
-    for m in g.modules():  # non-trivial BatchNorm statistics, as after training
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return g.eval()
+from random_models import random_generator
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +20,7 @@ def real_batch(lr_xray):
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_folded_batchnorm_equals_reference_on_random_inputs(scale):
-    g = _random_generator(scale)
+    g = random_generator(scale)
     x = torch.rand(2, 3, 24, 20)
     with torch.no_grad():
         assert (fold_batchnorm(g)(x) - g(x)).abs().max().item() < 1e-5
