@@ -5,8 +5,8 @@ anonymous memory map and unmaps it again on free. PyTorch's CPU allocator is bui
 activation of this model (16 MiB at 256x256 and 256 MiB at 1024x1024 with 64 channels) is faulted in 4 KiB
 page by 4 KiB page, and zeroed by the kernel, on every forward pass. Measured on a 2-core CPU
 (benchmarks/RESULTS.md): about 560,000 minor page faults per 256 -> 1024 pass and 0.92 s per image with
-glibc's defaults; with the thresholds raised, hardly any after the first pass, and 0.35 s. The outputs do not change: the allocator decides
-where memory lives, not what is computed.
+glibc's defaults; with the thresholds raised, hardly any after the first pass, and 0.35 s. The outputs do
+not change: the allocator decides where memory lives, not what is computed.
 
 Raising M_MMAP_THRESHOLD and switching off trimming keeps freed activations in the process for the next
 layer, tile or image to reuse. The price is that the process keeps its peak memory until it exits, as a

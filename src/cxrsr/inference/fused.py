@@ -50,7 +50,7 @@ def _block(sep: SeparableConv2d, act: nn.Module | None, dtype: torch.dtype, devi
     k, cin, cout = dw.kernel_size[0], dw.in_channels, pw.out_channels
     w_dw = dw.weight.detach().reshape(cin, k * k).double()
     w_pw = pw.weight.detach().reshape(cout, cin).double()
-    bias = pw.bias.detach().double() if pw.bias is not None else torch.zeros(cout, dtype=torch.float64)
+    bias = pw.bias.detach().double() if pw.bias is not None else w_pw.new_zeros(cout)
     if dw.bias is not None:  # pointwise(depthwise(x) + b) = pointwise(depthwise(x)) + W b
         bias = bias + w_pw @ dw.bias.detach().double()
     slope = None
@@ -79,6 +79,11 @@ class FusedGenerator:
             raise ValueError(f"unsupported dtype {dtype}")
         if block_w < 16 or block_w & (block_w - 1):
             raise ValueError("block_w must be a power of two >= 16")
+        import triton  # imported here, not at module level: the package works without Triton
+
+        from .kernels import separable_block_kernel
+
+        self._triton, self._kernel = triton, separable_block_kernel
         m = fold_batchnorm(model)
         self.device, self.dtype, self.block_w = device, dtype, block_w
         self.initial = _block(m.initial.cnn, m.initial.act, dtype, device)
@@ -105,10 +110,7 @@ class FusedGenerator:
 
     def _run(self, b: _Block, x: torch.Tensor, residual: torch.Tensor | None = None,
              out_dtype: torch.dtype | None = None) -> torch.Tensor:
-        import triton
-
-        from .kernels import separable_block_kernel
-
+        triton = self._triton
         n, h, w, c = x.shape
         assert c == b.cin, (c, b.cin)
         shape = (n, 2 * h, 2 * w, b.cout // 4) if b.shuffle else (n, h, w, b.cout)
@@ -117,7 +119,7 @@ class FusedGenerator:
         cout_p = max(16, triton.next_power_of_2(b.cout))
         block_w = min(self.block_w, max(16, triton.next_power_of_2(w)))
         grid = (n * h, triton.cdiv(w, block_w))
-        separable_block_kernel[grid](
+        self._kernel[grid](
             x, b.dw, b.pw, b.bias, b.slope if b.slope is not None else b.bias,
             residual if residual is not None else out, out, h, w,
             CIN=b.cin, COUT=b.cout, CIN_P=cin_p, COUT_P=cout_p, K=b.k, BLOCK_W=block_w,
