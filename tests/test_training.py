@@ -141,9 +141,12 @@ def test_torchrun_two_processes_end_with_identical_weights(nih_train_list, upstr
            "--set", f'data.train="{nih_train_list}"', "--set", "data.hr_size=64", "--set", "data.workers=0",
            "--set", "optim.batch_size=4", "--set", "loss.perceptual_weight=0", "--set", "run.steps_pretrain=2",
            "--set", "run.steps_gan=2", "--set", "loss.adversarial_weight=0.001", "--set", "run.log_every=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a rank that dies on a signal prints its Python and C++ stacks, and the message keeps both ends of stderr
+    # (the ranks' own errors come first, torchrun's summary last)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", "TORCH_SHOW_CPP_STACKTRACES": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    err = result.stderr
+    assert result.returncode == 0, err if len(err) < 8000 else f"{err[:5000]}\n[...]\n{err[-3000:]}"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     digests = next(r["ranks_generator_sha256"] for r in records if "ranks_generator_sha256" in r)
     assert len(digests) == 2 and digests[0] == digests[1]

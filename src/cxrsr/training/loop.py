@@ -153,6 +153,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=None)
     data_iter = iter(loader)
     t0, images_seen = time.perf_counter(), 0
+    finished = False
     try:
         while step < total_steps:
             adversarial = step >= cfg.run.steps_pretrain and cfg.loss.adversarial_weight > 0
@@ -245,12 +246,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 _log_scalars(None, run_dir, step, {"ranks_generator_sha256": digests})
             if len(set(digests)) != 1:
                 raise RuntimeError(f"generator weights differ between ranks at step {step}")
+        finished = True
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
         if distributed:
+            if finished:  # no rank closes its connections while a peer may still be sending to it
+                dist.barrier()
             dist.destroy_process_group()
     return {"steps": step, "best_val_psnr": best_psnr, "seconds": time.perf_counter() - t0, "history": history}
 
