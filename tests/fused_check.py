@@ -28,6 +28,28 @@ def main() -> None:
             out = FusedGenerator(g, torch.device("cpu"), torch.float32, block_w=16)(x)
             result[f"x{scale}"] = {"shape_ok": tuple(out.shape) == tuple(ref.shape),
                                    "max_abs": float((out - ref).abs().max())}
+    elif what == "settings":  # every launch setting the autotuner may pick computes the same function
+        from cxrsr.inference.fused import SEARCH_SPACE
+
+        g = random_generator(4, blocks=1, seed=7, slopes_and_biases=True)
+        x = torch.rand(1, 3, 2, 20)  # rows 20, 40 and 80 pixels wide: programs of 32 to 128 pixels all occur
+        with torch.no_grad():
+            ref = g(x)
+        for bw, bco in sorted({(bw, bco) for bw, bco, _ in SEARCH_SPACE}):
+            out = FusedGenerator(g, torch.device("cpu"), torch.float32, block_w=bw, block_co=bco, num_warps=8)(x)
+            result[f"{bw}x{bco}"] = {"shape_ok": tuple(out.shape) == tuple(ref.shape),
+                                     "max_abs": float((out - ref).abs().max())}
+    elif what == "autotune":  # the autotuner's path: pruning, the per-shape key, the grid from its choice
+        from cxrsr.inference.fused import tuned_settings
+
+        g = random_generator(2, blocks=1, seed=3, slopes_and_biases=True)
+        x = torch.rand(2, 3, 3, 20)
+        with torch.no_grad():
+            ref = g(x)
+        fused = FusedGenerator(g, torch.device("cpu"), torch.float32, tune=True)
+        out = fused(x)
+        result["autotune"] = {"shape_ok": tuple(out.shape) == tuple(ref.shape),
+                              "max_abs": float((out - ref).abs().max()), "settings": tuned_settings()}
     elif what == "upscaler":  # the triton backend of Upscaler equals the torch backend: sys.argv[2] = weights
         from cxrsr import Upscaler
 

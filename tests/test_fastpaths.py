@@ -161,6 +161,54 @@ def test_fused_triton_kernels_on_a_real_xray(upstream_weights, lr_xray, tmp_path
     assert r["fp16"]["shape_ok"] and r["fp16"]["rms"] < 1e-3 and r["fp16"]["max_abs"] < 1e-2
 
 
+def test_every_launch_setting_the_autotuner_may_pick_equals_reference():
+    """Programs of 32 to 128 pixels, 16 to 128 output channels per matrix product (fewer where a block has
+    fewer), under the interpreter: each computes the eager generator's function."""
+    results = _fused_check("settings")
+    assert len(results) == 12
+    for setting, r in results.items():
+        assert r["shape_ok"] and r["max_abs"] < 1e-5, (setting, r)
+
+
+def test_autotuner_search_space_suits_every_block_of_the_generator():
+    from cxrsr.inference.fused import SEARCH_SPACE, fits
+
+    # (width, output channels) of the 4x generator's blocks on a 256 x 256 input, on a 24-pixel tile edge
+    # and on a 5-pixel-wide image
+    for width, cout in ((256, 64), (256, 256), (512, 256), (1024, 3), (24, 64), (48, 256), (96, 3), (5, 64)):
+        chosen = [(bw, bco) for bw, bco, _ in SEARCH_SPACE if fits(bw, bco, width, cout)]
+        assert chosen, (width, cout)
+        assert all(bw <= max(32, 2 ** (width - 1).bit_length()) for bw, _ in chosen)
+    assert {bco for bw, bco, _ in SEARCH_SPACE if fits(bw, bco, 1024, 3)} == {16}  # the 3-channel output
+    assert {bco for bw, bco, _ in SEARCH_SPACE if fits(bw, bco, 256, 256)} == {32, 64, 128}
+    assert not fits(128, 64, 40, 64) and fits(64, 64, 40, 64)
+
+
+def test_autotuner_path_under_the_interpreter_equals_reference():
+    """tune=True: Triton's autotuner prunes the search space, times each setting (wall clock here) and runs
+    the chosen one, once per block shape; the result is still the eager generator's function."""
+    from cxrsr.inference.fused import fits
+
+    r = _fused_check("autotune")["autotune"]
+    assert r["shape_ok"] and r["max_abs"] < 1e-5
+    # initial; residual first and second conv (the trunk's last conv shares the second's shape); upsampler;
+    # output conv: five shapes, each with a setting that fits it
+    assert len(r["settings"]) == 5
+    kinds = {(s["K"], s["PRELU"], s["RESIDUAL"], s["SHUFFLE"], s["SIGMOID2"]) for s in r["settings"]}
+    assert len(kinds) == 5
+    for s in r["settings"]:
+        assert s["N"] == 2 and fits(s["BLOCK_W"], s["BLOCK_CO"], s["W"], s["COUT"]), s
+
+
+def test_autotuning_needs_a_gpu(tiny_weights, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    pytest.importorskip("triton")
+    from cxrsr.inference.fused import FusedGenerator
+
+    with pytest.raises(ValueError, match="CUDA"):
+        FusedGenerator(load_generator(tiny_weights)[0], torch.device("cpu"), tune=True)
+
+
 def test_upscaler_triton_backend_equals_torch_backend(tiny_weights):
     r = _fused_check("upscaler", tiny_weights)["upscaler"]
     assert r["shape_ok"] and r["max_abs"] <= 1  # uint16 output: at most one step of 65535 apart

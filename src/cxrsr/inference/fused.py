@@ -10,8 +10,11 @@ the tests compare this path with the eager reference on the CPU.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -70,22 +73,83 @@ def _block(sep: SeparableConv2d, act: nn.Module | None, dtype: torch.dtype, devi
     )
 
 
+#: The launch settings the autotuner may choose from: pixels per program (BLOCK_W), output channels per
+#: matrix product (BLOCK_CO) and warps per program. ``fits`` drops those that do not suit a block's shape.
+SEARCH_SPACE = tuple((bw, bco, warps) for bw in (32, 64, 128) for bco in (16, 32, 64, 128) for warps in (4, 8))
+
+#: The key under which the autotuner keeps one choice: everything that changes the kernel or its work.
+TUNING_KEY = ("N", "H", "W", "CIN", "COUT", "K", "PRELU", "RESIDUAL", "SHUFFLE", "SIGMOID2")
+
+
+def fits(block_w: int, block_co: int, width: int, cout: int) -> bool:
+    """Whether a launch setting suits a block: no program wider than the (padded) row unless it is the
+    narrowest, no matrix product wider than the (padded) output channels, and none narrower than 32 channels
+    unless the block has fewer."""
+    width_p, cout_p = max(32, _next_power_of_2(width)), max(16, _next_power_of_2(cout))
+    return block_w <= width_p and min(32, cout_p) <= block_co <= cout_p
+
+
+def _next_power_of_2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+@functools.lru_cache(maxsize=None)
+def _autotuned_kernel():
+    """The kernel wrapped in Triton's autotuner: on the first launch of each shape (TUNING_KEY) it times every
+    setting of SEARCH_SPACE that ``fits`` and keeps the fastest; timings are cached on disk by Triton. One
+    instance for the process, so every FusedGenerator shares the choices."""
+    import triton
+
+    from .kernels import separable_block_kernel
+
+    def prune(configs, named_args, **kwargs):
+        args = {**named_args, **kwargs}
+        return [c for c in configs if fits(c.kwargs["BLOCK_W"], c.kwargs["BLOCK_CO"], args["W"], args["COUT"])]
+
+    configs = [triton.Config({"BLOCK_W": bw, "BLOCK_CO": bco}, num_warps=warps) for bw, bco, warps in SEARCH_SPACE]
+    options = {"configs": configs, "key": list(TUNING_KEY), "prune_configs_by": {"early_config_prune": prune}}
+    accepted = inspect.signature(triton.autotune).parameters
+    if "cache_results" in accepted:  # Triton >= 3.2 keeps timings on disk
+        options["cache_results"] = True
+    if os.environ.get("TRITON_INTERPRET") == "1" and "do_bench" in accepted:
+        # The interpreter has no GPU timer: time with the wall clock. The choice means nothing for speed, but
+        # the tuning runs through the same code as on a GPU (that is how the tests check it).
+        options["do_bench"] = _wall_clock_bench
+    return triton.autotune(**options)(separable_block_kernel)
+
+
+def _wall_clock_bench(kernel_call, quantiles=None):
+    start = time.perf_counter()
+    kernel_call()
+    ms = (time.perf_counter() - start) * 1000
+    return [ms] * len(quantiles) if quantiles else ms
+
+
 class FusedGenerator:
-    """Callable like the generator: (N, C, H, W) float -> (N, C, sH, sW) float32, computed by fused kernels."""
+    """Callable like the generator: (N, C, H, W) float -> (N, C, sH, sW) float32, computed by fused kernels.
+
+    Launch settings: fixed (``block_w`` pixels and up to ``block_co`` output channels per program,
+    ``num_warps`` warps), or with ``tune=True`` chosen per block shape by timing SEARCH_SPACE on the GPU on
+    first use (``tuned_settings()`` then says what was chosen)."""
 
     def __init__(self, model: Generator, device: torch.device, dtype: torch.dtype = torch.float16,
-                 block_w: int = 64) -> None:
+                 block_w: int = 64, block_co: int = 64, num_warps: int = 4, tune: bool = False) -> None:
         if dtype not in (torch.float16, torch.bfloat16, torch.float32):
             raise ValueError(f"unsupported dtype {dtype}")
-        if block_w < 16 or block_w & (block_w - 1):
-            raise ValueError("block_w must be a power of two >= 16")
+        for name, value in (("block_w", block_w), ("block_co", block_co)):
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"{name} must be a power of two >= 16, not {value}")
+        if tune and not triton_available(device):
+            raise ValueError("tune=True times the kernels on a CUDA device (or under Triton's interpreter)")
         import triton  # imported here, not at module level: the package works without Triton
 
         from .kernels import separable_block_kernel
 
-        self._triton, self._kernel = triton, separable_block_kernel
+        self._triton = triton
+        self._kernel = _autotuned_kernel() if tune else separable_block_kernel
         m = fold_batchnorm(model)
-        self.device, self.dtype, self.block_w = device, dtype, block_w
+        self.device, self.dtype, self.tune = device, dtype, tune
+        self.block_w, self.block_co, self.num_warps = block_w, block_co, num_warps
         self.initial = _block(m.initial.cnn, m.initial.act, dtype, device)
         self.residual = [(_block(b.block1.cnn, b.block1.act, dtype, device), _block(b.block2.cnn, None, dtype, device))
                          for b in m.residual]
@@ -117,16 +181,38 @@ class FusedGenerator:
         out = torch.empty(shape, device=x.device, dtype=out_dtype or self.dtype)
         cin_p = max(16, triton.next_power_of_2(b.cin))
         cout_p = max(16, triton.next_power_of_2(b.cout))
-        block_w = min(self.block_w, max(16, triton.next_power_of_2(w)))
-        grid = (n * h, triton.cdiv(w, block_w))
+        if self.tune:
+            launch = {}
+            grid = lambda meta: (n * h, triton.cdiv(w, meta["BLOCK_W"]))  # noqa: E731
+        else:
+            block_w = min(self.block_w, max(16, triton.next_power_of_2(w)))
+            launch = {"BLOCK_W": block_w, "BLOCK_CO": min(self.block_co, cout_p), "num_warps": self.num_warps}
+            grid = (n * h, triton.cdiv(w, block_w))
         self._kernel[grid](
             x, b.dw, b.pw, b.bias, b.slope if b.slope is not None else b.bias,
-            residual if residual is not None else out, out, h, w,
-            CIN=b.cin, COUT=b.cout, CIN_P=cin_p, COUT_P=cout_p, K=b.k, BLOCK_W=block_w,
-            BLOCK_CO=min(64, cout_p), PRELU=b.slope is not None, RESIDUAL=residual is not None,
-            SHUFFLE=b.shuffle, SIGMOID2=b.sigmoid2, IEEE=self.dtype == torch.float32,
+            residual if residual is not None else out, out, h, w, n,
+            CIN=b.cin, COUT=b.cout, CIN_P=cin_p, COUT_P=cout_p, K=b.k, PRELU=b.slope is not None,
+            RESIDUAL=residual is not None, SHUFFLE=b.shuffle, SIGMOID2=b.sigmoid2,
+            IEEE=self.dtype == torch.float32, **launch,
         )
         return out
+
+    def tuned_settings(self) -> list[dict]:
+        """What the autotuner chose so far (``tuned_settings()``); empty without ``tune=True``."""
+        return tuned_settings() if self.tune else []
+
+
+def tuned_settings() -> list[dict]:
+    """The launch settings the autotuner chose in this process, one entry per block shape and dtypes."""
+    if _autotuned_kernel.cache_info().currsize == 0:
+        return []
+    chosen = []
+    for key, config in _autotuned_kernel().cache.items():
+        shape = {name: (v if isinstance(v, (int, bool)) else str(v)) for name, v in zip(TUNING_KEY, key)}
+        chosen.append({**shape, "dtypes": sorted({str(v) for v in key[len(TUNING_KEY):]}),
+                       "BLOCK_W": config.kwargs["BLOCK_W"], "BLOCK_CO": config.kwargs["BLOCK_CO"],
+                       "num_warps": config.num_warps})
+    return chosen
 
 
 class CudaGraphed:

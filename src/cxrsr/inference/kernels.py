@@ -26,7 +26,7 @@ import triton.language as tl
 @triton.jit
 def separable_block_kernel(
     x_ptr, dw_ptr, pw_ptr, bias_ptr, alpha_ptr, res_ptr, out_ptr,
-    H, W,
+    H, W, N,  # N, the batch size, only keys the autotuner's choice (fused.py): the grid covers N * H rows
     CIN: tl.constexpr, COUT: tl.constexpr, CIN_P: tl.constexpr, COUT_P: tl.constexpr,
     K: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_CO: tl.constexpr,
     PRELU: tl.constexpr, RESIDUAL: tl.constexpr, SHUFFLE: tl.constexpr, SIGMOID2: tl.constexpr,
