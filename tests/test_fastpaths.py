@@ -93,6 +93,35 @@ def test_bench_reports_every_path_against_the_reference(upstream_weights, tmp_pa
     assert "x ref" in capsys.readouterr().out
 
 
+def test_bench_goes_on_past_a_failing_path(monkeypatch):
+    from cxrsr.inference import bench
+    from cxrsr.models import Generator, GeneratorConfig
+
+    real = bench.build_paths
+
+    def with_a_broken_path(*args, **kwargs):
+        paths = real(*args, **kwargs)
+
+        def broken(x):
+            raise RuntimeError("out of memory\nsecond line")
+
+        keys = list(paths)
+        return {keys[0]: paths[keys[0]], "broken path": broken, **{k: paths[k] for k in keys[1:]}}
+
+    monkeypatch.setattr(bench, "build_paths", with_a_broken_path)
+    logged = []
+    model = Generator(GeneratorConfig(channels=8, blocks=1))
+    results = bench.run_benchmark(model, torch.device("cpu"), batch_sizes=(1,), size=16, repeats=1,
+                                  log=logged.append)
+    by_name = {r.path: r for r in results}
+    assert by_name["broken path"].error == "RuntimeError: out of memory"
+    assert by_name["broken path"].images_per_s == {} and by_name["broken path"].speedup == {}
+    assert len(results) >= 4 and all(r.images_per_s for r in results if r.path != "broken path")
+    assert any("broken path: failed" in line for line in logged)
+    table = bench.format_results(results)
+    assert "broken path" in table and "failed: RuntimeError: out of memory" in table
+
+
 _FAULTS_SCRIPT = """
 import resource, torch
 from cxrsr.inference.allocator import tune_cpu_allocator

@@ -32,6 +32,7 @@ class PathResult:
     dpsnr: float | None = None  # against the eager fp32 reference
     speedup: dict[int, float] = field(default_factory=dict)
     cpu_allocator: str | None = None  # CPU only: "system" (glibc defaults) or "tuned" (allocator.py)
+    error: str | None = None  # why this path could not be measured (the others still are)
 
 
 def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False,
@@ -61,6 +62,10 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
             paths[f"folded-bn {name}"] = _torch_path(half, device, dtype, torch.contiguous_format)
             half_cl = fold_batchnorm(model).to(device, dtype, memory_format=torch.channels_last)
             paths[f"folded-bn {name} channels-last"] = _torch_path(half_cl, device, dtype, torch.channels_last)
+        if include_compile:  # as measured upstream: max-autotune, fp16, channels-last
+            half_cl = fold_batchnorm(model).to(device, torch.float16, memory_format=torch.channels_last)
+            paths["torch.compile max-autotune fp16 channels-last"] = _compiled_path(
+                half_cl, device, torch.channels_last, torch.float16, mode="max-autotune")
         from .fused import CudaGraphed, FusedGenerator, triton_available
 
         if triton_available(device):
@@ -83,17 +88,17 @@ def _torch_path(model: torch.nn.Module, device, dtype, layout) -> Forward:
     return forward
 
 
-def _compiled_path(model: torch.nn.Module, device, layout) -> Forward:
+def _compiled_path(model: torch.nn.Module, device, layout, dtype=torch.float32, mode: str | None = None) -> Forward:
     """``torch.compile`` of an inference model; with freezing, inductor treats the weights as constants
     (prepacked for oneDNN on the CPU). Compilation happens on the first call, the benchmark's warm-up."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, mode=mode)
 
     @torch.no_grad()
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return compiled(x.to(device).contiguous(memory_format=layout)).float()
+        return compiled(x.to(device, dtype).contiguous(memory_format=layout)).float()
 
     return forward
 
@@ -106,9 +111,8 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
                   images: list | None = None, include_bf16_cpu: bool = False, log=print,
                   include_compile: bool = False) -> list[PathResult]:
     """Time every path at each batch size (median of ``repeats`` after one warm-up) and, with protocol
-    ``images`` (evaluation Pairs), score each path's PSNR against the reference's."""
-    from ..evaluation.protocol import psnr
-
+    ``images`` (evaluation Pairs), score each path's PSNR against the reference's. A fast path that fails
+    (a compiler error, out of memory) is reported with its ``error`` and the run goes on."""
     results = []
     if device.type == "cpu" and allocator_tuned():
         log("note: the CPU allocator was already tuned in this process, so the reference runs with it too")
@@ -118,28 +122,18 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
         r = PathResult(name)
         if device.type == "cpu":
             r.cpu_allocator = "tuned" if allocator_tuned() else "system"
-        _reset_peak(device)
-        for b in batch_sizes:
-            x = torch.rand(b, 3, size, size, device=device)  # timed: the network, not host transfers
-            forward(x)
-            times = []
-            for _ in range(repeats):
-                _sync(device)
-                t = time.perf_counter()
-                forward(x)
-                _sync(device)
-                times.append(time.perf_counter() - t)
-            r.images_per_s[b] = b / statistics.median(times)
-            if b == 1:
-                r.latency_ms = statistics.median(times) * 1000
-        r.peak_memory_mb = _peak(device)
-        if images:
-            scores = []
-            for pair in images:
-                lr = torch.from_numpy(pair.lr.astype(np.float32))[None, None].expand(1, 3, -1, -1).contiguous()
-                sr = forward(lr.to(device)).cpu().mean(1)[0].numpy().astype(np.float64)
-                scores.append(psnr(sr, pair.hr))
-            r.psnr = float(np.mean(scores))
+        try:
+            _measure(r, forward, device, batch_sizes, size, repeats, images)
+        except Exception as exc:  # noqa: BLE001 - one failing path (a compiler, memory) must not lose the rest
+            if name == REFERENCE:
+                raise
+            r.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            r.images_per_s, r.psnr = {}, None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            log(f"{name}: failed: {r.error}")
+            results.append(r)
+            continue
         results.append(r)
         log(f"{name}: " + ", ".join(f"batch {b}: {v:.2f} img/s" for b, v in r.images_per_s.items())
             + (f", PSNR {r.psnr:.4f} dB" if r.psnr is not None else ""))
@@ -151,12 +145,43 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
     return results
 
 
+def _measure(r: PathResult, forward: Forward, device: torch.device, batch_sizes, size: int, repeats: int,
+             images: list | None) -> None:
+    from ..evaluation.protocol import psnr
+
+    _reset_peak(device)
+    for b in batch_sizes:
+        x = torch.rand(b, 3, size, size, device=device)  # timed: the network, not host transfers
+        forward(x)
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t = time.perf_counter()
+            forward(x)
+            _sync(device)
+            times.append(time.perf_counter() - t)
+        r.images_per_s[b] = b / statistics.median(times)
+        if b == 1:
+            r.latency_ms = statistics.median(times) * 1000
+    r.peak_memory_mb = _peak(device)
+    if images:
+        scores = []
+        for pair in images:
+            lr = torch.from_numpy(pair.lr.astype(np.float32))[None, None].expand(1, 3, -1, -1).contiguous()
+            sr = forward(lr.to(device)).cpu().mean(1)[0].numpy().astype(np.float64)
+            scores.append(psnr(sr, pair.hr))
+        r.psnr = float(np.mean(scores))
+
+
 def format_results(results: list[PathResult]) -> str:
     batches = list(results[0].images_per_s)
     head = f"{'path':42s} " + " ".join(f"{'img/s b' + str(b):>11s} {'x ref':>6s}" for b in batches)
     head += f" {'latency ms':>10s} {'peak MB':>8s} {'dPSNR dB':>9s}"
     lines = [head]
     for r in results:
+        if r.error:
+            lines.append(f"{r.path:42s} failed: {r.error}")
+            continue
         row = f"{r.path:42s} " + " ".join(f"{r.images_per_s[b]:11.2f} {r.speedup[b]:6.2f}" for b in batches)
         dp = f"{r.dpsnr:+9.4f}" if r.dpsnr is not None else f"{'':9s}"
         lines.append(row + f" {r.latency_ms:10.1f} {r.peak_memory_mb:8.0f} {dp}")
