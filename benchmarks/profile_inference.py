@@ -57,15 +57,14 @@ def layer_times(model, x: torch.Tensor, device: torch.device, repeats: int) -> d
     for name, module in model.named_modules():
         if name not in GROUPS:
             continue
-        group = name
 
-        def pre(_m, _inp, group=group, key=name):
+        def pre(_m, _inp, group=name):
             _sync(device)
-            starts[key] = time.perf_counter()
+            starts[group] = time.perf_counter()
 
-        def post(_m, _inp, _out, group=group, key=name):
+        def post(_m, _inp, _out, group=name):
             _sync(device)
-            spent[group] += time.perf_counter() - starts[key]
+            spent[group] += time.perf_counter() - starts[group]
 
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     runs = []

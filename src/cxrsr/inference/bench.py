@@ -127,16 +127,16 @@ def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), s
         except Exception as exc:  # noqa: BLE001 - one failing path (a compiler, memory) must not lose the rest
             if name == REFERENCE:
                 raise
-            r.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            r.images_per_s, r.psnr = {}, None
+            # no partial numbers (a batch-1 time before a batch-32 failure) next to the error
+            r = PathResult(name, cpu_allocator=r.cpu_allocator,
+                           error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             log(f"{name}: failed: {r.error}")
-            results.append(r)
-            continue
+        else:
+            log(f"{name}: " + ", ".join(f"batch {b}: {v:.2f} img/s" for b, v in r.images_per_s.items())
+                + (f", PSNR {r.psnr:.4f} dB" if r.psnr is not None else ""))
         results.append(r)
-        log(f"{name}: " + ", ".join(f"batch {b}: {v:.2f} img/s" for b, v in r.images_per_s.items())
-            + (f", PSNR {r.psnr:.4f} dB" if r.psnr is not None else ""))
     ref = results[0]
     for r in results:
         r.speedup = {b: r.images_per_s[b] / ref.images_per_s[b] for b in r.images_per_s}

@@ -85,12 +85,13 @@ def fits(block_w: int, block_co: int, width: int, cout: int) -> bool:
     """Whether a launch setting suits a block: no program wider than the (padded) row unless it is the
     narrowest, no matrix product wider than the (padded) output channels, and none narrower than 32 channels
     unless the block has fewer."""
-    width_p, cout_p = max(32, _next_power_of_2(width)), max(16, _next_power_of_2(cout))
-    return block_w <= width_p and min(32, cout_p) <= block_co <= cout_p
+    cout_p = _padded(cout)
+    return block_w <= max(32, _padded(width)) and min(32, cout_p) <= block_co <= cout_p
 
 
-def _next_power_of_2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
+def _padded(n: int) -> int:
+    """A kernel dimension padded to the next power of two, at least 16 (``tl.dot``'s smallest tile)."""
+    return max(16, 1 << max(0, int(n) - 1).bit_length())
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,7 +131,7 @@ class FusedGenerator:
 
     Launch settings: fixed (``block_w`` pixels and up to ``block_co`` output channels per program,
     ``num_warps`` warps), or with ``tune=True`` chosen per block shape by timing SEARCH_SPACE on the GPU on
-    first use (``tuned_settings()`` then says what was chosen)."""
+    first use (the module's ``tuned_settings()`` then says what was chosen)."""
 
     def __init__(self, model: Generator, device: torch.device, dtype: torch.dtype = torch.float16,
                  block_w: int = 64, block_co: int = 64, num_warps: int = 4, tune: bool = False) -> None:
@@ -139,8 +140,9 @@ class FusedGenerator:
         for name, value in (("block_w", block_w), ("block_co", block_co)):
             if value < 16 or value & (value - 1):
                 raise ValueError(f"{name} must be a power of two >= 16, not {value}")
-        if tune and not triton_available(device):
-            raise ValueError("tune=True times the kernels on a CUDA device (or under Triton's interpreter)")
+        if not triton_available(device):
+            raise ValueError("the fused Triton path needs the triton package and a CUDA device "
+                             "(or Triton's interpreter, TRITON_INTERPRET=1, on the CPU)")
         import triton  # imported here, not at module level: the package works without Triton
 
         from .kernels import separable_block_kernel
@@ -179,13 +181,12 @@ class FusedGenerator:
         assert c == b.cin, (c, b.cin)
         shape = (n, 2 * h, 2 * w, b.cout // 4) if b.shuffle else (n, h, w, b.cout)
         out = torch.empty(shape, device=x.device, dtype=out_dtype or self.dtype)
-        cin_p = max(16, triton.next_power_of_2(b.cin))
-        cout_p = max(16, triton.next_power_of_2(b.cout))
+        cin_p, cout_p = _padded(b.cin), _padded(b.cout)
         if self.tune:
             launch = {}
             grid = lambda meta: (n * h, triton.cdiv(w, meta["BLOCK_W"]))  # noqa: E731
         else:
-            block_w = min(self.block_w, max(16, triton.next_power_of_2(w)))
+            block_w = min(self.block_w, _padded(w))
             launch = {"BLOCK_W": block_w, "BLOCK_CO": min(self.block_co, cout_p), "num_warps": self.num_warps}
             grid = (n * h, triton.cdiv(w, block_w))
         self._kernel[grid](
@@ -196,10 +197,6 @@ class FusedGenerator:
             IEEE=self.dtype == torch.float32, **launch,
         )
         return out
-
-    def tuned_settings(self) -> list[dict]:
-        """What the autotuner chose so far (``tuned_settings()``); empty without ``tune=True``."""
-        return tuned_settings() if self.tune else []
 
 
 def tuned_settings() -> list[dict]:

@@ -82,11 +82,9 @@ class Upscaler:
             self.runner = OnnxRunner(export_onnx(model), cuda=self.device.type == "cuda")
         self.fused = None
         if backend == "triton":
-            from .fused import FusedGenerator, triton_available
+            from .fused import FusedGenerator
 
-            if not triton_available(self.device):
-                raise ValueError("the triton backend needs a CUDA device and the triton package")
-            self.fused = FusedGenerator(model, self.device, self.dtype)
+            self.fused = FusedGenerator(model, self.device, self.dtype)  # ValueError without CUDA or Triton
         if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 16):
             raise ValueError(f"tile must be 'auto', None or an integer >= 16, got {tile!r}")
         self.tile = tile
