@@ -229,7 +229,8 @@ def test_autotuner_path_under_the_interpreter_equals_reference():
         assert s["N"] == 2 and fits(s["BLOCK_W"], s["BLOCK_CO"], s["W"], s["COUT"]), s
 
 
-def test_autotuning_needs_a_gpu(tiny_weights, monkeypatch):
+def test_fused_generator_without_a_gpu_is_a_clear_error(tiny_weights, monkeypatch):
+    """FusedGenerator itself refuses a CPU without the interpreter, autotuned or not (Upscaler relies on it)."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     pytest.importorskip("triton")
     from cxrsr.inference.fused import FusedGenerator
