@@ -69,6 +69,26 @@ def test_augmented_pairs_stay_aligned():
         assert min(errors, key=errors.get) == (0, 0)
 
 
+def test_image_cache_stays_within_its_budget_and_changes_no_sample(monkeypatch):
+    files = sorted(require(CXR / "nih" / "train").glob("*.png"))[:5]
+    one = 1024 * 1024 * 4  # a decoded 1024x1024 image, float32
+    capped = PatchDataset(files, hr_size=64, augment=AugmentConfig(), cache_gb=2.5 * one / 2**30)
+    uncached = PatchDataset(files, hr_size=64, augment=AugmentConfig(), cache=False)
+    items = [(i % 5, 1000 + i) for i in range(15)]  # every file three times
+    for item in items:
+        for a, b in zip(capped[item], uncached[item]):
+            assert torch.equal(a, b)
+    assert len(capped.cache) == 2 and capped.cache_bytes <= capped.cache_budget()
+    assert uncached.cache is None
+    with pytest.raises(ValueError, match="cache_gb"):
+        PatchDataset(files, cache_gb=-1)
+    # in a loader worker, each of the workers' copies of the dataset gets its share of the budget
+    import cxrsr.data.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "get_worker_info", lambda: type("Info", (), {"num_workers": 2})())
+    assert capped.cache_budget() == capped.cache_bytes_total // 2
+
+
 def test_metrics_and_protocol_lr_match_references():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from ..evaluation.protocol import load_grey
 from .augment import AugmentConfig, random_patch
@@ -23,25 +23,40 @@ class PatchDataset(Dataset):
     """Indexed by ``(file_index, sample_seed)``; returns (LR, HR) float32 tensors of shape (1, h, w)."""
 
     def __init__(self, files: list[Path], hr_size: int = 256, scale: int = 4, augment: AugmentConfig | None = None,
-                 cache: bool = True) -> None:
+                 cache: bool = True, cache_gb: float = 4.0) -> None:
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} is not a multiple of scale {scale}")
         if not files:
             raise ValueError("no training images")
+        if cache_gb < 0:
+            raise ValueError(f"cache_gb must be >= 0, got {cache_gb}")
         self.files = list(files)
         self.hr_size, self.scale, self.augment = hr_size, scale, augment
-        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.cache: dict[int, np.ndarray] | None = {} if cache and cache_gb > 0 else None
+        self.cache_bytes_total = int(cache_gb * 2**30)
+        self.cache_bytes = 0
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def cache_budget(self) -> int:
+        """Bytes this process may cache: the dataset's budget shared out over the loader's worker processes,
+        each of which holds its own copy of the dataset."""
+        info = get_worker_info()
+        return self.cache_bytes_total // (info.num_workers if info is not None else 1)
+
     def image(self, index: int) -> np.ndarray:
-        """The grey image in [0, 1] (stored as float32; 1024 x 1024 is 4 MB, 480 images fit in 2 GB)."""
+        """The grey image in [0, 1] as float32 (a 1024 x 1024 image is 4 MiB).
+
+        Decoded images are kept until this process's share of ``cache_gb`` is full; later files are decoded on
+        every visit. Files are drawn in a new random order each epoch, so keeping the first ones is as good as
+        any eviction policy, and a data set larger than the budget cannot exhaust memory."""
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         a = load_grey(self.files[index]).astype(np.float32)
-        if self.cache is not None:
+        if self.cache is not None and self.cache_bytes + a.nbytes <= self.cache_budget():
             self.cache[index] = a
+            self.cache_bytes += a.nbytes
         return a
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

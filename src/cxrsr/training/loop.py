@@ -122,7 +122,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     g_train = DDP(generator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else generator
     d_train = DDP(discriminator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else discriminator
 
-    dataset = PatchDataset(train_files, cfg.data.hr_size, generator.config.scale, cfg.augment, cfg.data.cache)
+    dataset = PatchDataset(train_files, cfg.data.hr_size, generator.config.scale, cfg.augment, cfg.data.cache,
+                           cfg.data.cache_gb)
     sampler = StepSampler(len(dataset), per_rank_batch, cfg.run.seed, start_step=step, rank=rank, world_size=world)
     loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
