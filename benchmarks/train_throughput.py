@@ -1,4 +1,5 @@
 """Where should augmentation run? Measures, on one device:
+  0. what one sample costs, stage by stage (decode, crop, rotation, CLAHE, flips, protocol LR), in ms;
   1. the data loader alone (CPU workers: read, crop, rotate, CLAHE, flips, protocol LR), samples/s;
   2. the training step alone (generator + perceptual loss, fwd + bwd + AdamW) on batches already on the device;
   3. the real training loop (cxrsr.training.train) for a few steps, images/s from its own log.
@@ -17,11 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrsr.data import AugmentConfig, PatchDataset, StepSampler
+from cxrsr.data import AugmentConfig, PatchDataset, StepSampler, make_lr
+from cxrsr.data.augment import random_patch
 from cxrsr.data.splits import list_image_files
+from cxrsr.evaluation.protocol import load_grey
 from cxrsr.inference.device import resolve_device
 from cxrsr.models import Generator
 from cxrsr.training import load_config, train
@@ -51,6 +55,30 @@ def sample_costs(files, hr: int, n: int = 24) -> tuple[float, float]:
             ds[(i, rounds * n + i)]
         times.append((time.perf_counter() - t) / len(ds) * 1000)
     return times[0], times[1]
+
+
+def stage_costs(files, hr: int, n: int = 24) -> dict[str, float]:
+    """Milliseconds per sample of each stage alone, on decoded images: decode (PNG/JPEG/TIFF/DICOM reader),
+    crop, rotation, CLAHE and flips each applied with probability 1 (crop time subtracted), protocol LR."""
+    off = dict(rotate_p=0.0, clahe_p=0.0, hflip_p=0.0, vflip_p=0.0)
+    variants = {"crop": AugmentConfig(**off), "rotation": AugmentConfig(**{**off, "rotate_p": 1.0}),
+                "clahe": AugmentConfig(**{**off, "clahe_p": 1.0}),
+                "flips": AugmentConfig(**{**off, "hflip_p": 1.0, "vflip_p": 1.0})}
+    t = time.perf_counter()
+    images = [load_grey(f).astype(np.float32) for f in files[:n]]
+    costs = {"decode": (time.perf_counter() - t) / len(images) * 1000}
+    for name, aug in variants.items():
+        rng = np.random.default_rng(0)
+        t = time.perf_counter()
+        patches = [random_patch(im, hr, rng, aug) for im in images]
+        costs[name] = (time.perf_counter() - t) / len(images) * 1000
+    t = time.perf_counter()
+    for patch in patches:
+        make_lr(patch.astype(np.float64))
+    costs["protocol LR"] = (time.perf_counter() - t) / len(images) * 1000
+    for name in ("rotation", "clahe", "flips"):
+        costs[name] = max(0.0, costs[name] - costs["crop"])
+    return costs
 
 
 def step_rate(device: torch.device, batch: int, hr: int, steps: int, amp: bool, perceptual: bool) -> float:
@@ -98,6 +126,10 @@ def main() -> None:
     cold, warm = sample_costs(files, args.hr)
     results["sample_ms_first_read"], results["sample_ms_cached"] = round(cold, 2), round(warm, 2)
     print(f"one sample in one process: {cold:.1f} ms on first read of its file, {warm:.1f} ms once cached", flush=True)
+    stages = stage_costs(files, args.hr)
+    results["stage_ms"] = {k: round(v, 2) for k, v in stages.items()}
+    print("per sample, each stage alone (probability 1): "
+          + ", ".join(f"{k} {v:.2f} ms" for k, v in stages.items()), flush=True)
     for w in args.workers:
         results[f"loader_samples_per_s_workers_{w}"] = round(loader_rate(files, w, args.batch, args.hr, args.batches), 1)
         print(f"loader, {w} workers: {results[f'loader_samples_per_s_workers_{w}']} samples/s", flush=True)
