@@ -35,7 +35,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` is fp32: measured on this model, eager fp16 is not faster than fp32 (see benchmarks/)."""
+    """``auto`` is fp32: exact everywhere, and the fastest exact eager path measured (the CPU's bf16 costs
+    0.48 dB, benchmarks/RESULTS.md; on one H100 eager fp16 channels-last was measured slower than fp32)."""
     name = precision.strip().lower()
     if name == "auto":
         return torch.float32

@@ -21,8 +21,9 @@ import torch
 #: Tile size limits in input (low-resolution) pixels.
 MIN_TILE, MAX_TILE = 64, 2048
 #: On the CPU, time per pixel grows once a tile's activations outgrow the caches: measured on a 2-core
-#: machine (benchmarks/cpu_tile_size.py), a 304-pixel forward pass (a 256 core plus 24 context each side)
-#: costs 0.70 s per 256x256, a 400-pixel one 1.10 s, a 560-pixel one 1.63 s. So CPU tiles stay at 256.
+#: machine (benchmarks/cpu_tile_size.py, benchmarks/RESULTS.md), per 256x256 of input a 256-pixel forward
+#: pass takes 0.35 s, a 304-pixel one (a 256 core plus 24 context each side) 0.37 s, a 400-pixel one 0.42 s,
+#: a 560-pixel one 0.50 s. So CPU tiles stay at 256.
 CPU_TILE = 256
 
 

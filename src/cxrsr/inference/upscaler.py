@@ -65,8 +65,9 @@ class Upscaler:
         if backend == "onnx" and self.dtype != torch.float32:
             raise ValueError("the ONNX backend runs in fp32 only")
         # Fast path, same function: BatchNorm folded into the convolutions, and on the CPU the channels-last
-        # layout (oneDNN), twice as fast there as the default layout (benchmarks/RESULTS.md). On CUDA
-        # channels-last was measured slower for this model.
+        # layout (oneDNN), twice as fast there as the default layout (benchmarks/RESULTS.md). On CUDA the
+        # project's reference measurements on one H100 put eager fp16 channels-last (86 img/s) below eager
+        # fp32 (131 img/s), so CUDA keeps the default layout until `cxrsr bench` there says otherwise.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         if self.device.type == "cpu" and tune_allocator:
             # Activations stay on the heap instead of being memory-mapped and faulted in again on every
