@@ -15,6 +15,7 @@ from cxrsr.cli import main
 from cxrsr.data import AugmentConfig, PatchDataset, StepSampler, make_lr, split_by_patient
 from cxrsr.data.degrade import bicubic_upscale
 from cxrsr.evaluation import psnr, ssim
+from cxrsr.io import InputFileError
 from cxrsr.training import export_generator, load_config, train
 from cxrsr.weights import load_generator
 
@@ -87,6 +88,24 @@ def test_image_cache_stays_within_its_budget_and_changes_no_sample(monkeypatch):
 
     monkeypatch.setattr(dataset_module, "get_worker_info", lambda: type("Info", (), {"num_workers": 2})())
     assert capped.cache_budget() == capped.cache_bytes_total // 2
+
+
+def test_a_bad_training_file_is_reported_and_the_next_one_stands_in(tmp_path, caplog):
+    good = sorted(require(CXR / "nih" / "train").glob("*.png"))[:2]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(small)
+    ds = PatchDataset([broken, good[0], small, good[1]], hr_size=64, augment=AugmentConfig())
+    clean = PatchDataset(good, hr_size=64, augment=AugmentConfig())
+    with caplog.at_level("WARNING"):
+        for index, stand_in in [(0, 0), (2, 1), (1, 0), (3, 1)]:
+            for a, b in zip(ds[(index, 77)], clean[(stand_in, 77)]):
+                assert torch.equal(a, b)
+    assert "broken.png" in caplog.text and "small.png: image 40x40 is smaller than the 64x64" in caplog.text
+    assert ds.bad == {0, 2}
+    with pytest.raises(InputFileError, match="no training image could be used"):
+        PatchDataset([broken, small], hr_size=64)[(0, 1)]
 
 
 def test_metrics_and_protocol_lr_match_references():
@@ -186,6 +205,39 @@ def test_eval_cli_writes_table_csv_and_json(tmp_path, capsys, tiny_weights):
     assert set(data) == {"bicubic", "lanczos", "tiny"}
     assert data["bicubic"]["n"] == 2 and 30 < data["bicubic"]["psnr"] < 50 and 0.8 < data["bicubic"]["ssim"] <= 1
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 3 * 2
+
+
+def test_eval_cli_skips_bad_images_and_folders_reports_them_and_scores_the_rest(tmp_path, capsys):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    good = sorted(require(CXR / "nih" / "test").glob("*.png"))[0]
+    (folder / good.name).symlink_to(good)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(folder / "small.png")
+    rc = main(["eval", str(folder), str(tmp_path / "missing"), "--json", str(tmp_path / "r.json"),
+               "--csv", str(tmp_path / "r.csv")])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "broken.png" in captured.err and "small.png" in captured.err and "16x16" in captured.err
+    assert "missing: not a folder" in captured.err and "3 folder(s) or image(s) skipped" in captured.err
+    data = json.loads((tmp_path / "r.json").read_text())["sets"]
+    assert list(data) == [str(folder)] and data[str(folder)]["bicubic"]["n"] == 1
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 2
+    assert not list(tmp_path.glob(".*part"))  # atomic writes leave no temporary files
+
+    rc = main(["eval", str(tmp_path / "missing"), "--csv", str(tmp_path / "none.csv")])
+    assert rc == 1 and "nothing to evaluate" in capsys.readouterr().err and not (tmp_path / "none.csv").exists()
+
+
+def test_config_overrides_name_the_key_when_a_value_has_the_wrong_type():
+    assert load_config(None, ["data.cache=false", "optim.betas=[0.8, 0.99]"]).optim.betas == (0.8, 0.99)
+    for override, message in [("data.hr_size=abc", "data.hr_size: expected an integer"),
+                              ("data.hr_size=1.5", "data.hr_size: expected an integer"),
+                              ("data.cache=False", "data.cache: expected true or false"),
+                              ("optim.betas=[0.9]", "optim.betas: expected a list of 2 values"),
+                              ("optim.lr_g=fast", "optim.lr_g: expected a number")]:
+        with pytest.raises(ValueError, match=message):
+            load_config(None, [override])
 
 
 def test_bicubic_on_nih_test_matches_the_recorded_anchor(tmp_path):

@@ -53,16 +53,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
     bar = tqdm(total=len(args.folders) * len(models), unit="run", desc="evaluating", disable=None)
+    failed: list[InputFileError] = []
+
+    def skip(exc: InputFileError) -> None:  # report the bad folder or image and go on with the others
+        failed.append(exc)
+        bar.write(f"cxrsr: error: {exc} (skipped)", file=sys.stderr)
+
     try:
-        scores = evaluate(args.folders, models, progress=lambda *_: bar.update())
-    except InputFileError as exc:
-        print(f"cxrsr: error: {exc}", file=sys.stderr)
-        return 1
+        scores = evaluate(args.folders, models, progress=lambda *_: bar.update(), on_error=skip)
     finally:
         bar.close()
+    if not scores:
+        print("cxrsr: error: nothing to evaluate: no image could be read", file=sys.stderr)
+        return 1
     summary = summarise(scores)
     print(format_table(summary))
     write_csv(scores, args.csv)
     if args.json:
         write_json(summary, args.json)
+    if failed:
+        print(f"cxrsr: {len(failed)} folder(s) or image(s) skipped; the table covers the rest", file=sys.stderr)
+        return 1
     return 0

@@ -7,6 +7,7 @@ samples an uninterrupted run would have, whatever the number of loader workers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from ..evaluation.protocol import load_grey
+from ..io import InputFileError
 from .augment import AugmentConfig, random_patch
 from .degrade import make_lr
+
+log = logging.getLogger(__name__)
 
 
 class PatchDataset(Dataset):
@@ -35,6 +39,7 @@ class PatchDataset(Dataset):
         self.cache: dict[int, np.ndarray] | None = {} if cache and cache_gb > 0 else None
         self.cache_bytes_total = int(cache_gb * 2**30)
         self.cache_bytes = 0
+        self.bad: set[int] = set()  # files found unreadable or too small (in this process)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -60,13 +65,32 @@ class PatchDataset(Dataset):
         return a
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample drawn from file ``index`` with ``seed``. A file that cannot be read, or is smaller than
+        the patch, is reported once (by name) and the next file in the list stands in for it, with the same
+        seed, so one bad file among thousands does not end a run and the stream stays reproducible."""
         index, seed = item
-        rng = np.random.default_rng(seed)
-        image = self.image(index)
-        size = self.hr_size if self.hr_size > 0 else min(image.shape) // self.scale * self.scale
-        hr = random_patch(image, size, rng, self.augment)
-        lr = make_lr(hr.astype(np.float64), self.scale).astype(np.float32)
-        return torch.from_numpy(lr)[None], torch.from_numpy(hr)[None]
+        for attempt in range(len(self.files)):
+            i = (index + attempt) % len(self.files)
+            if i in self.bad:
+                continue
+            try:
+                image = self.image(i)
+            except InputFileError as exc:
+                self._skip(i, str(exc))
+                continue
+            size = self.hr_size if self.hr_size > 0 else min(image.shape) // self.scale * self.scale
+            if min(image.shape) < max(size, self.scale):
+                self._skip(i, f"{self.files[i]}: image {image.shape[1]}x{image.shape[0]} is smaller than the "
+                              f"{size}x{size} training patch")
+                continue
+            hr = random_patch(image, size, np.random.default_rng(seed), self.augment)
+            lr = make_lr(hr.astype(np.float64), self.scale).astype(np.float32)
+            return torch.from_numpy(lr)[None], torch.from_numpy(hr)[None]
+        raise InputFileError(self.files[index], "no training image could be used (every file was skipped)")
+
+    def _skip(self, index: int, reason: str) -> None:
+        self.bad.add(index)
+        log.warning("skipping a training image: %s", reason)
 
 
 class StepSampler(Sampler):

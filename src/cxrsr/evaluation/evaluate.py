@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..data.degrade import bicubic_upscale, resize_float
 from ..io import INPUT_SUFFIXES, InputFileError
+from ..io.atomic import atomic_path
 from .protocol import Pair, load_pair, psnr, ssim
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,31 @@ def summarise(scores: list[Score]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def evaluate(folders: list[str | Path], models: dict[str, SRFunction], progress=None) -> list[Score]:
-    """Score every model on every folder; each image is loaded once and shared by all models."""
+def evaluate(folders: list[str | Path], models: dict[str, SRFunction], progress=None,
+             on_error: Callable[[InputFileError], None] | None = None) -> list[Score]:
+    """Score every model on every folder; each image is loaded once and shared by all models.
+
+    A folder or image that cannot be read raises :class:`InputFileError`, unless ``on_error`` is given: then
+    it is passed the error, the folder or image is skipped and the others are still scored."""
     scores: list[Score] = []
     for folder in folders:
-        files = list_images(folder)
-        pairs = [load_pair(p) for p in files]
+        try:
+            files = list_images(folder)
+        except InputFileError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
+        pairs = []
+        for path in files:
+            try:
+                pairs.append(load_pair(path))
+            except InputFileError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+        if not pairs:
+            continue
         for name, sr in models.items():
             scores += score_pairs(pairs, sr, str(folder), name)
             if progress is not None:
@@ -108,7 +128,7 @@ def format_table(summary: dict, reference: str = "bicubic") -> str:
 
 
 def write_csv(scores: list[Score], path: str | Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["set", "model", "image", "psnr", "ssim"])
         writer.writeheader()
         for s in scores:
@@ -116,4 +136,5 @@ def write_csv(scores: list[Score], path: str | Path) -> None:
 
 
 def write_json(summary: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps({"sets": summary}, indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"sets": summary}, indent=2) + "\n")

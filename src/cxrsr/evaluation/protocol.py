@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.degrade import make_lr, resize_float
-from ..io import read_image
+from ..io import InputFileError, read_image
 
 HR_SIDE = 1024
 BORDER = 4
@@ -68,8 +68,17 @@ class Pair:
     lr: np.ndarray
 
 
+#: The smallest HR side the protocol scores: a 7x7 SSIM window must fit inside the border crop.
+MIN_HR_SIDE = 2 * BORDER + 8
+
+
 def load_pair(path: str | Path, scale: int = 4) -> Pair:
-    hr = make_hr(load_grey(path), scale=scale)
+    grey = load_grey(path)
+    if min(grey.shape) < MIN_HR_SIDE:
+        h, w = grey.shape
+        raise InputFileError(path, f"image is {w}x{h} pixels; the evaluation protocol needs at least "
+                                   f"{MIN_HR_SIDE}x{MIN_HR_SIDE} (a {BORDER}-pixel border is cropped before scoring)")
+    hr = make_hr(grey, scale=scale)
     return Pair(Path(path).name, hr, make_lr(hr, scale))
 
 

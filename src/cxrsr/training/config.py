@@ -112,16 +112,26 @@ def set_value(cfg: TrainConfig, dotted: str, value: Any) -> None:
     if key not in fields:
         raise ValueError(f"unknown config key {dotted!r}; known: {', '.join(sorted(fields))}")
     current = getattr(section, key)
-    if isinstance(current, bool):
-        value = bool(value)
-    elif isinstance(current, float):
-        value = float(value)
-    elif isinstance(current, int):
-        value = int(value)
-    elif isinstance(current, tuple):
-        value = tuple(value)
-    elif isinstance(current, str):
-        value = str(value)
+    try:
+        if isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+        elif isinstance(current, float):
+            value = float(value)
+        elif isinstance(current, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            value = int(value)
+        elif isinstance(current, tuple):
+            if not isinstance(value, (list, tuple)) or len(value) != len(current):
+                raise ValueError(f"expected a list of {len(current)} values")
+            value = tuple(type(c)(v) for c, v in zip(current, value))
+        elif isinstance(current, str):
+            value = str(value)
+    except (TypeError, ValueError) as exc:
+        kind = {"int": "an integer", "float": "a number"}.get(type(current).__name__, type(current).__name__)
+        detail = str(exc) if str(exc).startswith("expected") else f"expected {kind}"
+        raise ValueError(f"config key {dotted}: {detail}, got {value!r}") from None
     setattr(section, key, value)
 
 
