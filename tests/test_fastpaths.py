@@ -122,6 +122,15 @@ def test_bench_goes_on_past_a_failing_path(monkeypatch):
     assert "broken path" in table and "failed: RuntimeError: out of memory" in table
 
 
+def test_bench_stops_before_timing_on_an_unreadable_image(tiny_weights, tmp_path, capsys):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    rc = main(["bench", "--weights", tiny_weights, "--device", "cpu", "--images", str(tmp_path),
+               "--json", str(tmp_path / "b.json")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "broken.png" in captured.err and "img/s" not in captured.out
+    assert not (tmp_path / "b.json").exists()
+
+
 _FAULTS_SCRIPT = """
 import resource, torch
 from cxrsr.inference.allocator import tune_cpu_allocator

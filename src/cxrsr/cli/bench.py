@@ -12,6 +12,8 @@ import torch
 
 from ..inference.bench import format_results, results_json, run_benchmark
 from ..inference.device import resolve_device
+from ..io import InputFileError
+from ..io.atomic import atomic_path
 from ..weights import WeightsError, load_generator, resolve_weights
 
 
@@ -52,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluation.evaluate import list_images
         from ..evaluation.protocol import load_pair
 
-        pairs = [load_pair(p) for p in list_images(args.images)[: args.max_images]]
+        try:
+            pairs = [load_pair(p) for p in list_images(args.images)[: args.max_images]]
+        except InputFileError as exc:  # the PSNR comparison needs every image it was given
+            print(f"cxrsr: error: {exc}", file=sys.stderr)
+            return 1
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"input {args.size}x{args.size}", flush=True)
     batch_sizes = tuple(args.batch_sizes or ((1, 4) if device.type == "cpu" else (1, 32)))
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         extra = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": args.size,
                  "machine": platform.processor() or platform.machine(),
                  "images": str(args.images) if args.images else None, "n_images": len(pairs or [])}
-        args.json.write_text(json.dumps(results_json(results, device, extra), indent=2) + "\n")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results_json(results, device, extra), indent=2) + "\n")
     failed = [r.path for r in results if r.error]
     if failed:  # the others were measured and written; the exit status still says something went wrong
         print(f"cxrsr: error: {len(failed)} path(s) failed: {', '.join(failed)}", file=sys.stderr)
