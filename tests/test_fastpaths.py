@@ -70,6 +70,25 @@ def test_cli_export_and_upscale_with_onnx(upstream_weights, lr_xray, tmp_path, c
         assert im.size == (192, 160)
 
 
+def test_onnx_export_keeps_existing_files_and_writes_nothing_that_fails_its_check(tiny_weights, tmp_path, capsys,
+                                                                                  monkeypatch):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"older export")
+    assert main(["export", "-o", str(out), "--weights", tiny_weights]) == 1
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"older export"
+
+    from cxrsr.inference import onnx
+
+    real_call = onnx.OnnxRunner.__call__
+    monkeypatch.setattr(onnx.OnnxRunner, "__call__", lambda self, x: real_call(self, x) + 1e-3)
+    assert main(["export", "-o", str(tmp_path / "bad.onnx"), "--weights", tiny_weights]) == 1
+    assert "differs from PyTorch" in capsys.readouterr().err
+    assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob(".*part"))
+    monkeypatch.undo()
+    assert main(["export", "-o", str(out), "--weights", tiny_weights, "--overwrite"]) == 0
+    assert out.read_bytes() != b"older export"
+
+
 def test_bench_reports_every_path_against_the_reference(upstream_weights, tmp_path, capsys):
     import json
 

@@ -146,6 +146,17 @@ def test_few_steps_lower_the_loss(nih_train_list, upstream_weights, tmp_path):
     assert loss_after < loss_before
     assert meta["weights"] == "raw" and json.loads(meta["recipe"])["data"]["hr_size"] == 64
 
+    # the CLI over export_generator: EMA-less run, so --raw; an existing file is kept unless --overwrite
+    out = tmp_path / "cli.safetensors"
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(out), "--checkpoint", "last.pt", "--raw"]) == 0
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(out), "--checkpoint", "last.pt", "--raw"]) == 1
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(out), "--checkpoint", "last.pt", "--raw",
+                 "--overwrite"]) == 0
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert main(["export-weights", str(tmp_path / "nothing"), "-o", str(tmp_path / "y.safetensors")]) == 1
+    assert torch.equal(load_generator(out)[0].state_dict()["initial.cnn.depthwise.weight"],
+                       after.state_dict()["initial.cnn.depthwise.weight"])
+
 
 def test_resume_reproduces_an_uninterrupted_run(nih_train_list, upstream_weights, tmp_path):
     common = {"loss.adversarial_weight": 0.001, "optim.ema_decay": 0.9, "run.val_every": 2}

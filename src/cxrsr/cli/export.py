@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.atomic import atomic_path
 from ..weights import WeightsError, load_generator, resolve_weights
 
 
@@ -19,18 +20,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     p.add_argument("--weights", default=None, metavar="NAME|PATH")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.onnx import OnnxRunner, export_onnx
 
+    if args.output.exists() and not args.overwrite:
+        print(f"cxrsr: error: {args.output}: exists; pass --overwrite to replace it", file=sys.stderr)
+        return 1
     try:
-        model, _ = load_generator(resolve_weights(args.weights))
+        weights = resolve_weights(args.weights)
+        model, _ = load_generator(weights)
     except WeightsError as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
-    data = export_onnx(model, args.output)
+    if args.output.exists() and args.output.resolve() == Path(weights).resolve():
+        print(f"cxrsr: error: {args.output}: output is the weights file", file=sys.stderr)
+        return 1
+    data = export_onnx(model)
     runner = OnnxRunner(data)
     worst = 0.0
     rng = np.random.default_rng(0)
@@ -39,5 +48,11 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             ref = model.eval()(torch.from_numpy(x)).numpy()
         worst = max(worst, float(np.abs(runner(x) - ref).max()))
+    if not worst < 1e-4:  # nothing is written: a model that disagrees with PyTorch is no export
+        print(f"cxrsr: error: the ONNX model differs from PyTorch by {worst:.2e} (limit 1e-4); "
+              f"{args.output} not written", file=sys.stderr)
+        return 1
+    with atomic_path(args.output) as tmp:
+        tmp.write_bytes(data)
     print(f"wrote {args.output}; max abs difference from PyTorch at 32x48 and 71x64: {worst:.2e}")
-    return 0 if worst < 1e-4 else 1
+    return 0

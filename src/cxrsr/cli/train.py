@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.safetensors")
     e.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     e.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA")
+    e.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     e.set_defaults(run=run_export)
 
 
@@ -69,6 +70,9 @@ def run_export(args: argparse.Namespace) -> int:
     if args.output.suffix != ".safetensors":
         print(f"cxrsr: error: {args.output}: output name must end in .safetensors", file=sys.stderr)
         return 2
+    if args.output.exists() and not args.overwrite:
+        print(f"cxrsr: error: {args.output}: exists; pass --overwrite to replace it", file=sys.stderr)
+        return 1
     if not (args.run_dir / "last.pt").exists():
         print(f"cxrsr: error: {args.run_dir}: no training run (last.pt missing)", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -36,6 +37,9 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(f"{path}: cannot read weights: not a PyTorch checkpoint that loads with "
+                           "weights_only=True (tensors only; arbitrary pickled code is refused)") from None
     except Exception as exc:
         raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {str(exc)[:200]})") from None
     for _ in range(2):
