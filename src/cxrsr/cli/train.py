@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_train)
 
     e = sub.add_parser("export-weights", help="write a run's generator as safetensors",
-                       description="Export the generator of a training run (EMA weights of the best checkpoint "
-                                   "by default) in the package's weight format.")
+                       description="Export the generator of a training run in the package's weight format: by "
+                                   "default the EMA weights of the best checkpoint (of the last one when the run "
+                                   "was never validated).")
     e.add_argument("run_dir", type=Path, metavar="RUN")
     e.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.safetensors")
     e.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
@@ -59,8 +61,9 @@ def run_train(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"trained to step {summary['steps']} in {summary['seconds']:.0f} s; "
-          f"best val PSNR {summary['best_val_psnr']:.3f} dB; run in {cfg.run.out}")
+    best = summary["best_val_psnr"]
+    scored = f"best val PSNR {best:.3f} dB" if math.isfinite(best) else "not validated (no data.val)"
+    print(f"trained to step {summary['steps']} in {summary['seconds']:.0f} s; {scored}; run in {cfg.run.out}")
     return 0
 
 
