@@ -1,6 +1,7 @@
 """Where should augmentation run? Measures, on one device:
   0. what one sample costs, stage by stage (decode, crop, rotation, CLAHE, flips, protocol LR), in ms;
-  1. the data loader alone (CPU workers: read, crop, rotate, CLAHE, flips, protocol LR), samples/s;
+  1. the data loader alone (CPU workers: read, crop, rotate, CLAHE, flips, protocol LR), samples/s, with
+     each worker decoding the files it meets (cold) and after the dataset's preload (as training runs it);
   2. the training step alone (generator + perceptual loss, fwd + bwd + AdamW) on batches already on the device;
   3. the real training loop (cxrsr.training.train) for a few steps, images/s from its own log.
 
@@ -32,8 +33,14 @@ from cxrsr.training import load_config, train
 from cxrsr.training.losses import PerceptualLoss, pixel_loss
 
 
-def loader_rate(files, workers: int, batch: int, hr: int, batches: int) -> float:
+def loader_rate(files, workers: int, batch: int, hr: int, batches: int,
+                preload: bool = False) -> tuple[float, list[float], float]:
+    """Samples/s of the DataLoader, cold (each worker decodes, and caches, the files it meets) or after
+    PatchDataset.preload (as cxrsr.training.train does: every image decoded once, before the workers start);
+    also each worker's private memory and the main process's cache at the end, in GiB."""
     ds = PatchDataset(files, hr_size=hr, augment=AugmentConfig())
+    if preload:
+        ds.preload()
     loader = DataLoader(ds, batch_size=batch, sampler=StepSampler(len(ds), batch, seed=0), num_workers=workers,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
     it = iter(loader)
@@ -41,7 +48,18 @@ def loader_rate(files, workers: int, batch: int, hr: int, batches: int) -> float
     t = time.perf_counter()
     for _ in range(batches):
         next(it)
-    return batches * batch / (time.perf_counter() - t)
+    rate = batches * batch / (time.perf_counter() - t)
+    memory = [private_gib(w.pid) for w in getattr(it, "_workers", [])]
+    return rate, [round(m, 2) for m in memory if m is not None], round(ds.cache_bytes / 2**30, 2)
+
+
+def private_gib(pid: int) -> float | None:
+    """Memory that process ``pid`` alone holds (Linux: private clean + dirty pages), in GiB."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    except OSError:
+        return None
+    return (int(fields["Private_Clean"].split()[0]) + int(fields["Private_Dirty"].split()[0])) / 2**20
 
 
 def sample_costs(files, hr: int, n: int = 24) -> tuple[float, float]:
@@ -130,9 +148,19 @@ def main() -> None:
     results["stage_ms"] = {k: round(v, 2) for k, v in stages.items()}
     print("per sample, each stage alone (probability 1): "
           + ", ".join(f"{k} {v:.2f} ms" for k, v in stages.items()), flush=True)
+    t = time.perf_counter()
+    cached = PatchDataset(files, hr_size=args.hr).preload()
+    results["preload_s"] = round(time.perf_counter() - t, 2)
+    print(f"preload: {cached} of {len(files)} images decoded in {results['preload_s']} s", flush=True)
     for w in args.workers:
-        results[f"loader_samples_per_s_workers_{w}"] = round(loader_rate(files, w, args.batch, args.hr, args.batches), 1)
-        print(f"loader, {w} workers: {results[f'loader_samples_per_s_workers_{w}']} samples/s", flush=True)
+        for preload in (False, True):
+            key = f"loader_samples_per_s_workers_{w}" + ("_preloaded" if preload else "")
+            rate, private, cached = loader_rate(files, w, args.batch, args.hr, args.batches, preload)
+            results[key] = round(rate, 1)
+            results[key.replace("samples_per_s", "private_gib")] = private
+            print(f"loader, {w} workers, {'preloaded' if preload else 'cold'}: {results[key]} samples/s; "
+                  f"main process cache {cached:.2f} GiB, private memory of each worker "
+                  f"{', '.join(f'{m:.2f}' for m in private) or '-'} GiB", flush=True)
     if args.loader_only:
         print(json.dumps(results))
         return

@@ -70,7 +70,7 @@ def test_augmented_pairs_stay_aligned():
         assert min(errors, key=errors.get) == (0, 0)
 
 
-def test_image_cache_stays_within_its_budget_and_changes_no_sample(monkeypatch):
+def test_image_cache_stays_within_its_budget_and_changes_no_sample(monkeypatch, tmp_path):
     files = sorted(require(CXR / "nih" / "train").glob("*.png"))[:5]
     one = 1024 * 1024 * 4  # a decoded 1024x1024 image, float32
     capped = PatchDataset(files, hr_size=64, augment=AugmentConfig(), cache_gb=2.5 * one / 2**30)
@@ -83,6 +83,16 @@ def test_image_cache_stays_within_its_budget_and_changes_no_sample(monkeypatch):
     assert uncached.cache is None
     with pytest.raises(ValueError, match="cache_gb"):
         PatchDataset(files, cache_gb=-1)
+    # preloading (before loader workers start) fills the same budget in file order, skipping bad files
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    preloaded = PatchDataset([broken] + files, hr_size=64, augment=AugmentConfig(), cache_gb=2.5 * one / 2**30)
+    assert preloaded.preload(threads=2) == 2 and sorted(preloaded.cache) == [1, 2] and preloaded.bad == {0}
+    for index, seed in items:
+        for a, b in zip(preloaded[(index + 1, seed)], uncached[(index, seed)]):
+            assert torch.equal(a, b)
+    assert sorted(preloaded.cache) == [1, 2]  # nothing added once the budget is full
+    assert PatchDataset(files, cache=False).preload() == 0
     # in a loader worker, each of the workers' copies of the dataset gets its share of the budget
     import cxrsr.data.dataset as dataset_module
 

@@ -8,7 +8,9 @@ samples an uninterrupted run would have, whatever the number of loader workers.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,8 @@ class PatchDataset(Dataset):
 
     def cache_budget(self) -> int:
         """Bytes this process may cache: the dataset's budget shared out over the loader's worker processes,
-        each of which holds its own copy of the dataset."""
+        each of which holds its own copy of the dataset (what :meth:`preload` cached before they started
+        counts for each of them, and is shared)."""
         info = get_worker_info()
         return self.cache_bytes_total // (info.num_workers if info is not None else 1)
 
@@ -63,6 +66,35 @@ class PatchDataset(Dataset):
             self.cache[index] = a
             self.cache_bytes += a.nbytes
         return a
+
+    def preload(self, threads: int = 0) -> int:
+        """Decode images in file order, with a pool of threads, into the cache until ``cache_gb`` is full;
+        returns how many are cached. Called before the loader starts its workers, it gives them one shared
+        copy (forked processes share the parent's memory until it is written, and cached images never are)
+        instead of one copy each, and every worker starts warm instead of decoding files in its first epoch.
+        Unreadable files are reported and skipped here, once."""
+        if self.cache is None:
+            return 0
+        threads = threads or os.cpu_count() or 1
+        with ThreadPoolExecutor(threads) as pool:
+            for start in range(0, len(self.files), 4 * threads):  # a few images ahead, not the whole data set
+                chunk = [i for i in range(start, min(start + 4 * threads, len(self.files)))
+                         if i not in self.cache and i not in self.bad]
+                for i, decoded in zip(chunk, pool.map(self._decode, chunk)):
+                    if isinstance(decoded, InputFileError):
+                        self._skip(i, str(decoded))
+                    elif self.cache_bytes + decoded.nbytes <= self.cache_bytes_total:
+                        self.cache[i] = decoded
+                        self.cache_bytes += decoded.nbytes
+                    else:
+                        return len(self.cache)
+        return len(self.cache)
+
+    def _decode(self, index: int) -> np.ndarray | InputFileError:
+        try:
+            return load_grey(self.files[index]).astype(np.float32)
+        except InputFileError as exc:
+            return exc
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The sample drawn from file ``index`` with ``seed``. A file that cannot be read, or is smaller than

@@ -28,8 +28,8 @@ class DataConfig:
     split_seed: int = 0
     hr_size: int = 256  # HR patch side; 0 = whole images
     workers: int = 4
-    cache: bool = True  # keep decoded images in memory (each loader worker its own)
-    cache_gb: float = 4.0  # memory budget of that cache, per process, shared out over its loader workers
+    cache: bool = True  # decode images once, before training, and keep them in memory
+    cache_gb: float = 4.0  # that cache's budget per training process (its loader workers share it)
     val_max_images: int = 0  # 0 = all
 
 

@@ -124,6 +124,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     dataset = PatchDataset(train_files, cfg.data.hr_size, generator.config.scale, cfg.augment, cfg.data.cache,
                            cfg.data.cache_gb)
+    t_preload = time.perf_counter()
+    cached = dataset.preload()
+    log.info("cached %d of %d training images (%.2f GiB) in %.1f s", cached, len(dataset),
+             dataset.cache_bytes / 2**30, time.perf_counter() - t_preload)
     sampler = StepSampler(len(dataset), per_rank_batch, cfg.run.seed, start_step=step, rank=rank, world_size=world)
     loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
