@@ -157,7 +157,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=None)
     data_iter = iter(loader)
-    t0, images_seen = time.perf_counter(), 0
+    t0, images_seen, paused = time.perf_counter(), 0, 0.0  # paused: validation and checkpoints, not in the speed
     finished = False
     try:
         while step < total_steps:
@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             images_seen += cfg.optim.batch_size
 
             if main_process and (step % cfg.run.log_every == 0 or step == total_steps):
-                rate = images_seen / (time.perf_counter() - t0)
+                rate = images_seen / (time.perf_counter() - t0 - paused)
                 scalars = {"loss/generator": loss_g.item(), "loss/pixel": loss_pix.item(),
                            "loss/perceptual": loss_perc.item(), "loss/adversarial": loss_adv.item(),
                            "loss/discriminator": loss_d.item(), "lr/generator": opt_g.param_groups[0]["lr"],
@@ -216,6 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if bar is not None:
                 bar.update(1)
 
+            t_pause = time.perf_counter()
             if step % cfg.run.val_every == 0 or step == total_steps:
                 psnr_val = _validate(ema.module if ema is not None else generator, val_pairs, device, writer,
                                      run_dir, step) if main_process else 0.0
@@ -233,6 +234,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                         save(best_path)
             if step % cfg.run.ckpt_every == 0 or step == total_steps:
                 save(last_path)
+            paused += time.perf_counter() - t_pause
     except KeyboardInterrupt:
         save(last_path)
         if main_process:
