@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..weights import WeightsError, convert_checkpoint
+from .outputs import output_refused
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,11 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix != ".safetensors":
         print(f"cxrsr: error: {args.output}: output name must end in .safetensors", file=sys.stderr)
         return 2
-    if args.output.exists() and not args.overwrite:
-        print(f"cxrsr: error: {args.output}: exists; pass --overwrite to replace it", file=sys.stderr)
-        return 1
-    if args.output.exists() and args.output.resolve() == args.input.resolve():
-        print(f"cxrsr: error: {args.output}: output is the input file", file=sys.stderr)
+    if output_refused(args.output, args.overwrite, args.input):
         return 1
     try:
         convert_checkpoint(args.input, args.output, source=args.source)

@@ -11,6 +11,7 @@ import torch
 
 from ..io.atomic import atomic_path
 from ..weights import WeightsError, load_generator, resolve_weights
+from .outputs import output_refused
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,17 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference.onnx import OnnxRunner, export_onnx
 
-    if args.output.exists() and not args.overwrite:
-        print(f"cxrsr: error: {args.output}: exists; pass --overwrite to replace it", file=sys.stderr)
-        return 1
     try:
         weights = resolve_weights(args.weights)
         model, _ = load_generator(weights)
     except WeightsError as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
-    if args.output.exists() and args.output.resolve() == Path(weights).resolve():
-        print(f"cxrsr: error: {args.output}: output is the weights file", file=sys.stderr)
+    if output_refused(args.output, args.overwrite, weights):
         return 1
     data = export_onnx(model)
     runner = OnnxRunner(data)

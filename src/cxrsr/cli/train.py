@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from .outputs import output_refused
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -73,8 +75,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.output.suffix != ".safetensors":
         print(f"cxrsr: error: {args.output}: output name must end in .safetensors", file=sys.stderr)
         return 2
-    if args.output.exists() and not args.overwrite:
-        print(f"cxrsr: error: {args.output}: exists; pass --overwrite to replace it", file=sys.stderr)
+    if output_refused(args.output, args.overwrite):
         return 1
     if not (args.run_dir / "last.pt").exists():
         print(f"cxrsr: error: {args.run_dir}: no training run (last.pt missing)", file=sys.stderr)
