@@ -61,7 +61,7 @@ class PatchDataset(Dataset):
         any eviction policy, and a data set larger than the budget cannot exhaust memory."""
         if self.cache is not None and index in self.cache:
             return self.cache[index]
-        a = load_grey(self.files[index]).astype(np.float32)
+        a = self._read(index)
         if self.cache is not None and self.cache_bytes + a.nbytes <= self.cache_budget():
             self.cache[index] = a
             self.cache_bytes += a.nbytes
@@ -90,9 +90,12 @@ class PatchDataset(Dataset):
                         return len(self.cache)
         return len(self.cache)
 
-    def _decode(self, index: int) -> np.ndarray | InputFileError:
+    def _read(self, index: int) -> np.ndarray:
+        return load_grey(self.files[index]).astype(np.float32)
+
+    def _decode(self, index: int) -> np.ndarray | InputFileError:  # for the preload's thread pool
         try:
-            return load_grey(self.files[index]).astype(np.float32)
+            return self._read(index)
         except InputFileError as exc:
             return exc
 

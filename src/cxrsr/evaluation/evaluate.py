@@ -90,13 +90,12 @@ def evaluate(folders: list[str | Path], models: dict[str, SRFunction], progress=
 
     A folder or image that cannot be read raises :class:`InputFileError`, unless ``on_error`` is given: then
     it is passed the error, the folder or image is skipped and the others are still scored."""
+    on_error = on_error or _raise
     scores: list[Score] = []
     for folder in folders:
         try:
             files = list_images(folder)
         except InputFileError as exc:
-            if on_error is None:
-                raise
             on_error(exc)
             continue
         pairs = []
@@ -104,8 +103,6 @@ def evaluate(folders: list[str | Path], models: dict[str, SRFunction], progress=
             try:
                 pairs.append(load_pair(path))
             except InputFileError as exc:
-                if on_error is None:
-                    raise
                 on_error(exc)
         if not pairs:
             continue
@@ -114,6 +111,10 @@ def evaluate(folders: list[str | Path], models: dict[str, SRFunction], progress=
             if progress is not None:
                 progress(str(folder), name)
     return scores
+
+
+def _raise(exc: InputFileError) -> None:
+    raise exc
 
 
 def format_table(summary: dict, reference: str = "bicubic") -> str:
