@@ -307,7 +307,9 @@ def test_run_splits_one_folder_by_patient_and_records_it(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["images"] == str(folder)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_continues(nih_train_list, upstream_weights, tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(nih_train_list, upstream_weights, tmp_path,
+                                                                   signame):
     import signal
     import time
 
@@ -322,7 +324,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(nih_train_list, upstream
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     step = torch.load(out / "last.pt", weights_only=True)["step"]

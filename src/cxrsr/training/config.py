@@ -42,6 +42,11 @@ class OptimConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 0.0  # 0 = off
     ema_decay: float = 0.999  # 0 = no EMA
+    # Learning-rate schedule: "plateau" (ReduceLROnPlateau on validation PSNR, the seed paper's) or "cosine"
+    # (from lr to lr_min over the run's steps, a decay that is sure to happen: in a 4500-step CPU fine-tune the
+    # plateau schedule never fired, benchmarks/RESULTS.md).
+    schedule: str = "plateau"
+    lr_min: float = 1e-6  # cosine's final learning rate
     plateau_factor: float = 0.5
     plateau_patience: int = 4  # validations without improvement before the learning rate drops
     amp: str = "auto"  # auto (bf16 where supported, else fp16 + GradScaler on CUDA; off on CPU) | bf16 | fp16 | off
@@ -59,6 +64,9 @@ class RunConfig:
     log_every: int = 20
     init: str = ""  # generator weights to start from (e.g. the upstream 4x checkpoint)
     device: str = "auto"
+    channels_last: bool = True  # NHWC activations: oneDNN's faster depthwise kernels (benchmarks/RESULTS.md)
+    fast_depthwise: bool = True  # on the CPU: faster backward of the large depthwise convolution (training/depthwise.py)
+    validate_init: bool = True  # score the initial weights first, so a new stretch only keeps what improves
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
 
 

@@ -9,6 +9,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -29,6 +31,7 @@ from ..inference.device import resolve_device
 from ..models import Discriminator, Generator, GeneratorConfig
 from ..weights import load_generator, save_generator
 from .config import TrainConfig, save_config
+from .depthwise import use_fast_depthwise
 from .losses import (PerceptualLoss, discriminator_loss, generator_adversarial, pixel_loss, total_variation)
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     val_pairs = [load_pair(p) for p in val_files] if main_process else []
 
     # ---- models, optimisers, precision
-    generator = _initial_generator(cfg).to(device)
+    generator, init_metadata = _initial_generator(cfg)
+    generator = generator.to(device)
     discriminator = Discriminator(_disc_config(generator)).to(device)
+    memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    generator.to(memory_format=memory_format)
+    discriminator.to(memory_format=memory_format)
+    if cfg.run.fast_depthwise and device.type == "cpu":
+        use_fast_depthwise(generator)
     _freeze_unused(generator)
     ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
            if cfg.optim.ema_decay > 0 else None)
@@ -96,15 +105,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                               betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     opt_d = torch.optim.AdamW(discriminator.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas,
                               weight_decay=cfg.optim.weight_decay)
-    sched_g = torch.optim.lr_scheduler.ReduceLROnPlateau(opt_g, mode="max", factor=cfg.optim.plateau_factor,
-                                                         patience=cfg.optim.plateau_patience)
-    sched_d = torch.optim.lr_scheduler.ReduceLROnPlateau(opt_d, mode="max", factor=cfg.optim.plateau_factor,
-                                                         patience=cfg.optim.plateau_patience)
+    total_steps = cfg.run.steps_pretrain + cfg.run.steps_gan
+    sched_g = _scheduler(opt_g, cfg, total_steps)
+    sched_d = _scheduler(opt_d, cfg, cfg.run.steps_gan)  # the discriminator trains in the adversarial phase only
+    per_step_schedule = cfg.optim.schedule == "cosine"
     amp_dtype = _amp_dtype(cfg.optim.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     perceptual = PerceptualLoss().to(device) if cfg.loss.perceptual_weight > 0 else None
 
-    step, best_psnr, history = 0, -math.inf, []
+    step, best_psnr, history, seconds_before = 0, -math.inf, [], 0.0
     if resume:
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
         generator.load_state_dict(ckpt["generator"])
@@ -117,6 +126,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
         step, best_psnr, history = ckpt["step"], ckpt["best_psnr"], ckpt["history"]
+        seconds_before = ckpt.get("train_seconds", 0.0)
         _set_rng_state(ckpt["rng"])
 
     g_train = DDP(generator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else generator
@@ -133,7 +143,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
                         prefetch_factor=4 if cfg.data.workers > 0 else None)
     writer = _summary_writer(run_dir) if main_process else None
-    total_steps = cfg.run.steps_pretrain + cfg.run.steps_gan
 
     def save(path: Path) -> None:
         if not main_process:
@@ -145,12 +154,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             "ema": ema.state_dict() if ema is not None else None,
             "step": step, "best_psnr": best_psnr, "history": history, "rng": _get_rng_state(),
             "config": cfg.to_dict(), "generator_config": generator.config.to_dict(),
+            "train_seconds": seconds_before + time.perf_counter() - t0, "threads": torch.get_num_threads(),
+            "device_type": device.type, "init_metadata": init_metadata,
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
 
     # ---- the loop
+    previous_sigterm = _sigterm_as_interrupt()
     bar = None
     if progress and main_process:
         from tqdm import tqdm
@@ -158,13 +170,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=None)
     data_iter = iter(loader)
     t0, images_seen, paused = time.perf_counter(), 0, 0.0  # paused: validation and checkpoints, not in the speed
+    if not resume and step == 0 and cfg.run.validate_init and val_files:
+        # Score the starting weights, so that best.pt (what export-weights takes) can only improve on them: a
+        # new stretch started from exported weights never loses what the last one reached.
+        psnr_val = _validate(generator, val_pairs, device, writer, run_dir, 0) if main_process else 0.0
+        if distributed:
+            shared = torch.tensor([psnr_val], device=device)
+            dist.broadcast(shared, 0)
+            psnr_val = float(shared.item())
+        best_psnr = psnr_val
+        history.append({"step": 0, "val_psnr": psnr_val, "lr_g": opt_g.param_groups[0]["lr"], "elapsed_s": 0.0})
+        save(best_path)
+        paused += time.perf_counter() - t0
     finished = False
     try:
         while step < total_steps:
             adversarial = step >= cfg.run.steps_pretrain and cfg.loss.adversarial_weight > 0
             lr_img, hr_img = next(data_iter)
-            lr_img = lr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1)
-            hr_img = hr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1)
+            lr_img = lr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=memory_format)
+            hr_img = hr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=memory_format)
             g_train.train()
             d_train.train()
             if cfg.optim.freeze_bn:
@@ -199,6 +223,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     loss_d = discriminator_loss(logits[:n], logits[n:])
                 _backward_and_step(loss_d, opt_d, scaler, discriminator, cfg.optim.grad_clip)
             scaler.update()
+            if per_step_schedule:
+                sched_g.step()
+                if adversarial:
+                    sched_d.step()
             if ema is not None:
                 ema.update_parameters(generator)
             step += 1
@@ -225,8 +253,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     dist.broadcast(shared, 0)
                     psnr_val = float(shared.item())
                 if val_files:
-                    sched_g.step(psnr_val)
-                    sched_d.step(psnr_val)
+                    if not per_step_schedule:
+                        sched_g.step(psnr_val)
+                        sched_d.step(psnr_val)
                     history.append({"step": step, "val_psnr": psnr_val, "lr_g": opt_g.param_groups[0]["lr"],
                                     "elapsed_s": time.perf_counter() - t0})
                     if psnr_val > best_psnr:
@@ -255,6 +284,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 raise RuntimeError(f"generator weights differ between ranks at step {step}")
         finished = True
     finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if bar is not None:
             bar.close()
         if writer is not None:
@@ -283,11 +314,60 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
             "weights": "ema" if use_ema and ckpt.get("ema") else "raw", "checkpoint": path.name}
     if best is not None and math.isfinite(best):
         meta["val_psnr"] = f"{best:.4f}"
+    # compute counts every step the run took, also those after the checkpoint whose weights are exported
+    last = ckpt
+    if path.name != "last.pt" and (run / "last.pt").exists():
+        last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    meta.update(training_compute(last, run.name))
     meta.update(metadata)
     return save_generator(generator, out, **meta)
 
 
+def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
+    """Training compute as safetensors metadata: this run's stretch appended to the stretches recorded in the
+    weights it started from (``run.init``), and their totals (steps, samples, CPU- or GPU-hours).
+
+    A stretch's hours are the wall time of its training loop (validation and checkpoints included) times the
+    CPU threads it used, or the wall time times the processes on a GPU."""
+    cfg = ckpt["config"]
+    init_meta = ckpt.get("init_metadata") or {}
+    try:
+        stretches = json.loads(init_meta.get("training_stretches", "[]"))
+    except json.JSONDecodeError:
+        stretches = []
+    device = ckpt.get("device_type", "cpu")
+    wall_h = ckpt.get("train_seconds", 0.0) / 3600
+    units = ckpt.get("threads", 1) if device == "cpu" else 1
+    stretches.append({
+        "run": run_name, "init": Path(cfg["run"]["init"]).name if cfg["run"]["init"] else "",
+        "steps": ckpt["step"], "samples": ckpt["step"] * cfg["optim"]["batch_size"],
+        "hr_size": cfg["data"]["hr_size"], "device": device, "threads": units, "wall_hours": round(wall_h, 3),
+        f"{'cpu' if device == 'cpu' else 'gpu'}_hours": round(wall_h * units, 3),
+        "loss": {k: v for k, v in cfg["loss"].items() if v}, "lr_g": cfg["optim"]["lr_g"],
+        "schedule": cfg["optim"].get("schedule", "plateau"),
+    })
+    total = {
+        "total_steps": sum(s["steps"] for s in stretches),
+        "total_samples": sum(s["samples"] for s in stretches),
+        "total_cpu_hours": round(sum(s.get("cpu_hours", 0.0) for s in stretches), 3),
+        "total_gpu_hours": round(sum(s.get("gpu_hours", 0.0) for s in stretches), 3),
+    }
+    return {"training_stretches": json.dumps(stretches, separators=(",", ":")), **{k: str(v) for k, v in total.items()}}
+
+
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM (``kill``, a job scheduler's stop; background jobs ignore Ctrl-C's SIGINT) end the loop as
+    Ctrl-C does, saving last.pt. Returns the previous handler, or None where signals cannot be set here."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _backward_and_step(loss, optimizer, scaler, module: torch.nn.Module, grad_clip: float) -> None:
@@ -300,11 +380,29 @@ def _backward_and_step(loss, optimizer, scaler, module: torch.nn.Module, grad_cl
     scaler.step(optimizer)
 
 
-def _initial_generator(cfg: TrainConfig) -> Generator:
+def _initial_generator(cfg: TrainConfig) -> tuple[Generator, dict[str, str]]:
+    """The starting generator and the metadata of its weights file (which carries earlier stretches' compute)."""
     if cfg.run.init:
-        generator, _ = load_generator(cfg.run.init)
-        return generator
-    return Generator(GeneratorConfig())
+        return load_generator(cfg.run.init)
+    return Generator(GeneratorConfig()), {}
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """ReduceLROnPlateau on validation PSNR (stepped at each validation), or a cosine decay from the optimiser's
+    learning rate to ``optim.lr_min`` over ``total_steps`` (stepped every training step)."""
+    if cfg.optim.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.optim.plateau_factor,
+                                                          patience=cfg.optim.plateau_patience)
+    if cfg.optim.schedule == "cosine":
+        base = optimizer.param_groups[0]["lr"]
+        floor = min(cfg.optim.lr_min / base, 1.0) if base > 0 else 1.0
+        horizon = max(total_steps, 1)
+
+        def factor(step: int) -> float:
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, horizon) / horizon))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise ValueError(f"optim.schedule must be plateau or cosine, got {cfg.optim.schedule!r}")
 
 
 def _disc_config(generator: Generator):

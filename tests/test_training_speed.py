@@ -1,0 +1,99 @@
+"""The CPU training speed-ups change how gradients are computed, not what they are; and a training stretch
+records its compute and never ends below where it started."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cxrsr.models import Generator
+from cxrsr.training import export_generator, train
+from cxrsr.training.depthwise import FastDepthwiseConv2d, restore_depthwise, use_fast_depthwise
+from cxrsr.weights import load_generator
+
+from test_training import nih_train_list, small_config  # noqa: F401  (a fixture and a helper)
+
+
+@pytest.mark.parametrize("channels,kernel,side,channels_last,bias", [
+    (4, 3, 11, False, True), (16, 9, 24, True, True), (8, 5, 17, True, False), (64, 9, 32, True, True),
+])
+def test_reformulated_depthwise_gradients_match_autograd(channels, kernel, side, channels_last, bias):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ref = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=bias).to(memory_format=fmt)
+    fast = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=bias)
+    fast.load_state_dict(ref.state_dict())
+    fast.to(memory_format=fmt)
+    assert use_fast_depthwise(fast, min_kernel=1, min_channels=1) == 1 and type(fast) is FastDepthwiseConv2d
+    x = torch.randn(3, channels, side, side + 3).to(memory_format=fmt)
+    grad = torch.randn(3, channels, side, side + 3)
+    results = []
+    for conv in (ref, fast):
+        xi = x.clone().requires_grad_(True)
+        out = conv(xi)
+        out.backward(grad)
+        results.append((out, xi.grad, conv.weight.grad, conv.bias.grad if bias else None))
+    (out_r, gx_r, gw_r, gb_r), (out_f, gx_f, gw_f, gb_f) = results
+    assert torch.equal(out_r, out_f)
+    torch.testing.assert_close(gx_f, gx_r, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gw_f, gw_r, rtol=1e-4, atol=1e-3)
+    if bias:
+        torch.testing.assert_close(gb_f, gb_r, rtol=1e-4, atol=1e-3)
+
+
+def test_fast_depthwise_switches_the_large_layer_only_and_keeps_the_model():
+    torch.manual_seed(0)
+    g = Generator().eval()
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        before = g(x)
+    keys = list(g.state_dict())
+    assert use_fast_depthwise(g) == 1  # the final 9x9 at 64 channels; not the first 9x9 on 3 channels
+    assert type(g.final_conv.depthwise) is FastDepthwiseConv2d and type(g.initial.cnn.depthwise) is nn.Conv2d
+    assert list(g.state_dict()) == keys
+    with torch.no_grad():
+        assert torch.equal(g(x), before)
+    restore_depthwise(g)
+    assert not any(type(m) is FastDepthwiseConv2d for m in g.modules())
+
+
+def test_fast_depthwise_under_bf16_autocast_keeps_fp32_gradients():
+    conv = nn.Conv2d(16, 16, 9, padding=4, groups=16)
+    use_fast_depthwise(conv, min_channels=1)
+    x = torch.randn(2, 16, 20, 20, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert conv.weight.grad.dtype == torch.float32 and conv.bias.grad.dtype == torch.float32
+    assert torch.isfinite(conv.weight.grad).all() and x.grad.shape == x.shape
+
+
+def test_cosine_schedule_validated_start_and_compute_carried_over_stretches(nih_train_list, upstream_weights,
+                                                                            tmp_path):
+    """A stretch scores its starting weights first (best.pt can only improve on them), decays the learning
+    rate to lr_min, and its exported weights carry the compute of every stretch before it."""
+    common = {"optim.schedule": '"cosine"', "optim.lr_g": 1e-4, "optim.lr_min": 1e-6, "optim.freeze_bn": "true",
+              "run.val_every": 3, "optim.ema_decay": 0.9}
+    first = small_config(tmp_path / "a", nih_train_list, upstream_weights, **{"run.steps_pretrain": 3, **common})
+    summary = train(first, progress=False)
+    assert summary["history"][0]["step"] == 0 and summary["history"][-1]["step"] == 3
+    assert summary["best_val_psnr"] >= summary["history"][0]["val_psnr"]
+    lrs = [json.loads(line)["lr/generator"] for line in (tmp_path / "a" / "metrics.jsonl").open()
+           if "lr/generator" in line]
+    assert lrs[-1] == pytest.approx(1e-6) and lrs[0] < 1e-4
+    exported = export_generator(tmp_path / "a", tmp_path / "a.safetensors")
+    _, meta = load_generator(exported)
+    assert int(meta["total_steps"]) == 3 and int(meta["total_samples"]) == 3 * 4
+    assert float(meta["total_cpu_hours"]) > 0 and len(json.loads(meta["training_stretches"])) == 1
+
+    second = small_config(tmp_path / "b", nih_train_list, exported, **{"run.steps_pretrain": 2, **common})
+    summary_b = train(second, progress=False)
+    # the new stretch starts where the last one stopped: its step-0 score is the exported model's
+    assert summary_b["history"][0]["val_psnr"] == pytest.approx(summary["best_val_psnr"], abs=1e-6)
+    _, meta_b = load_generator(export_generator(tmp_path / "b", tmp_path / "b.safetensors"))
+    stretches = json.loads(meta_b["training_stretches"])
+    assert [s["steps"] for s in stretches] == [3, 2] and int(meta_b["total_steps"]) == 5
+    assert stretches[1]["init"] == "a.safetensors"
+    assert float(meta_b["val_psnr"]) >= summary["best_val_psnr"] - 1e-4
