@@ -9,10 +9,10 @@ BatchNorm statistics frozen, AdamW, MSE):
   profile:  one training step split into forward and backward per layer group (hooks), the loss, AdamW and the
             EMA update;
   variants: the bare step (no loader) in the default layout, channels-last, + the faster depthwise backward,
-            + bf16 autocast (AMX), + torch.compile;
+            + frozen BatchNorm folded into the convolutions, + bf16 autocast (AMX), + torch.compile;
   loop:     the real training loop (cxrsr.training.train) before (default layout, PyTorch's backward, 1 loader
-            worker: the old configs/nih_fidelity_cpu_short.toml) and after (channels-last, faster depthwise
-            backward) with 0, 1 and 2 loader workers; samples/s after warm-up, HR megapixels/s, and the CPU
+            worker: the old configs/nih_fidelity_cpu_short.toml) and with each change added in turn (channels-last,
+            faster depthwise backward, frozen BatchNorm folded), then 0, 1 and 2 loader workers; samples/s after warm-up, HR megapixels/s, and the CPU
             seconds of the main process against the loader workers.
 Stop other jobs first: the numbers share the two cores with anything else running.
 """
@@ -34,11 +34,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from cxrsr.models import Generator
 from cxrsr.training import load_config, train
 from cxrsr.training.depthwise import eligible, restore_depthwise, use_fast_depthwise
+from cxrsr.training.frozen_bn import fold_frozen_batchnorm
 
 CL = torch.channels_last
 
 
-def make_generator(channels_last: bool, fast: bool) -> Generator:
+def make_generator(channels_last: bool, fast: bool, fold_bn: bool = False) -> Generator:
     torch.manual_seed(0)
     g = Generator().train()
     for m in g.modules():  # frozen BatchNorm statistics, as configs with optim.freeze_bn
@@ -48,6 +49,8 @@ def make_generator(channels_last: bool, fast: bool) -> Generator:
         g.to(memory_format=CL)
     if fast:
         use_fast_depthwise(g)
+    if fold_bn:
+        fold_frozen_batchnorm(g)
     return g
 
 
@@ -166,14 +169,15 @@ def profile(b: int, hr: int, repeats: int) -> dict:
 
 def variants(b: int, hr: int, repeats: int) -> dict:
     results = {}
-    for name, channels_last, fast, bf16, compiled in (
-        ("default layout (PyTorch backward)", False, False, False, False),
-        ("channels-last", True, False, False, False),
-        ("channels-last + faster depthwise backward", True, True, False, False),
-        ("channels-last + faster depthwise backward + bf16 autocast", True, True, True, False),
-        ("channels-last + torch.compile", True, False, False, True),
+    for name, channels_last, fast, fold_bn, bf16, compiled in (
+        ("default layout (PyTorch backward)", False, False, False, False, False),
+        ("channels-last", True, False, False, False, False),
+        ("channels-last + faster depthwise backward", True, True, False, False, False),
+        ("channels-last + faster depthwise backward + frozen BatchNorm folded", True, True, True, False, False),
+        ("channels-last + faster depthwise backward + bf16 autocast", True, True, False, True, False),
+        ("channels-last + torch.compile", True, False, False, False, True),
     ):
-        g = make_generator(channels_last, fast)
+        g = make_generator(channels_last, fast, fold_bn)
         opt = torch.optim.AdamW([p for p in g.parameters() if p.requires_grad], lr=1e-4)
         lr, target = batch(b, hr, channels_last)
         forward = torch.compile(g) if compiled else g
@@ -260,13 +264,14 @@ def main() -> None:
         out["variants"] = variants(args.batch, args.hr, args.repeats)
     if "loop" in args.parts:
         print("the training loop, with its loader:", flush=True)
-        old = ["run.channels_last=false", "run.fast_depthwise=false"]
+        old = ["run.channels_last=false", "run.fast_depthwise=false", "run.fold_frozen_bn=false"]
         out["loop"] = loop(args.train, args.batch, args.hr, args.loop_steps, args.warmup, [
             ("before: default layout, PyTorch backward, 1 worker", old + ["data.workers=1"]),
-            ("channels-last, 1 worker", ["run.fast_depthwise=false", "data.workers=1"]),
-            ("channels-last + faster depthwise backward, 1 worker", ["data.workers=1"]),
-            ("channels-last + faster depthwise backward, 0 workers", ["data.workers=0"]),
-            ("channels-last + faster depthwise backward, 2 workers", ["data.workers=2"]),
+            ("channels-last, 1 worker", ["run.fast_depthwise=false", "run.fold_frozen_bn=false", "data.workers=1"]),
+            ("+ faster depthwise backward, 1 worker", ["run.fold_frozen_bn=false", "data.workers=1"]),
+            ("+ frozen BatchNorm folded, 1 worker (the default)", ["data.workers=1"]),
+            ("+ frozen BatchNorm folded, 0 workers", ["data.workers=0"]),
+            ("+ frozen BatchNorm folded, 2 workers", ["data.workers=2"]),
         ])
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

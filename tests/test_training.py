@@ -118,6 +118,32 @@ def test_a_bad_training_file_is_reported_and_the_next_one_stands_in(tmp_path, ca
         PatchDataset([broken, small], hr_size=64)[(0, 1)]
 
 
+def test_scale_and_intensity_augmentations():
+    """Off by default (the paper's stream of samples is unchanged); on, they keep patches in [0, 1] at the patch
+    size, inversion is exactly 1 - patch, and the scale augmentation makes a patch cover more of the image."""
+    from cxrsr.data.augment import random_patch
+
+    image = np.asarray(Image.open(sorted(require(CXR / "nih" / "train").glob("*.png"))[0]).convert("L"),
+                       dtype=np.float32) / 255
+    plain = AugmentConfig(rotate_p=0, clahe_p=0, hflip_p=0, vflip_p=0)
+    base = random_patch(image, 128, np.random.default_rng(5), AugmentConfig())
+    assert np.array_equal(base, random_patch(image, 128, np.random.default_rng(5), AugmentConfig(scale_p=0.0)))
+    flipped = random_patch(image, 128, np.random.default_rng(7), AugmentConfig(**{**vars(plain), "invert_p": 1.0}))
+    assert np.allclose(flipped, 1 - random_patch(image, 128, np.random.default_rng(7), plain))
+    every = AugmentConfig(scale_p=1, gamma_p=1, contrast_p=1, brightness_p=1, invert_p=0.5)
+    for seed in range(8):
+        patch = random_patch(image, 128, np.random.default_rng(seed), every)
+        assert patch.shape == (128, 128) and patch.dtype == np.float32 and 0 <= patch.min() <= patch.max() <= 1
+
+    # a ramp along x: a patch of the downscaled image spans a wider range of the ramp than a plain crop
+    ramp = np.tile(np.linspace(0, 1, 1024, dtype=np.float32), (1024, 1))
+    scaled = AugmentConfig(**{**vars(plain), "scale_p": 1.0, "scale_min": 0.5})
+    plain_span = np.ptp(random_patch(ramp, 128, np.random.default_rng(1), plain)[64])
+    spans = [np.ptp(random_patch(ramp, 128, np.random.default_rng(seed), scaled)[64]) / plain_span
+             for seed in range(8)]
+    assert min(spans) > 0.99 and max(spans) > 1.5 and max(spans) < 2.05  # factors drawn from [0.5, 1]
+
+
 def test_metrics_and_protocol_lr_match_references():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cxrsr.models import Generator
+from cxrsr.models import Generator, GeneratorConfig
 from cxrsr.training import export_generator, train
 from cxrsr.training.depthwise import FastDepthwiseConv2d, restore_depthwise, use_fast_depthwise
 from cxrsr.weights import load_generator
@@ -97,3 +97,38 @@ def test_cosine_schedule_validated_start_and_compute_carried_over_stretches(nih_
     assert [s["steps"] for s in stretches] == [3, 2] and int(meta_b["total_steps"]) == 5
     assert stretches[1]["init"] == "a.safetensors"
     assert float(meta_b["val_psnr"]) >= summary["best_val_psnr"] - 1e-4
+
+
+def test_folded_frozen_batchnorm_gives_the_same_outputs_and_gradients():
+    import copy
+
+    from cxrsr.training.frozen_bn import FoldedBNConvBlock, fold_frozen_batchnorm
+
+    torch.manual_seed(0)
+    ref = Generator(GeneratorConfig(channels=16, blocks=3)).train()
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):  # statistics and affine away from their initial values, frozen
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+            m.eval()
+    folded = copy.deepcopy(ref)
+    assert fold_frozen_batchnorm(folded) == 3 * 2 + 1  # two per residual block and the conv block
+    assert any(type(m) is FoldedBNConvBlock for m in folded.modules())
+    assert list(folded.state_dict()) == list(ref.state_dict())
+    x, target = torch.rand(2, 3, 10, 12), torch.rand(2, 3, 40, 48)
+    grads = []
+    for model in (ref, folded):
+        out = model(x)
+        ((out - target) ** 2).mean().backward()
+        grads.append((out.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], g, rtol=1e-3, atol=1e-6, msg=name)
+    folded.train()  # BatchNorm in training mode: the plain block again, batch statistics used
+    for m in folded.modules():
+        m.train()
+    ref.train()
+    torch.testing.assert_close(folded(x), ref(x))

@@ -66,6 +66,7 @@ class RunConfig:
     device: str = "auto"
     channels_last: bool = True  # NHWC activations: oneDNN's faster depthwise kernels (benchmarks/RESULTS.md)
     fast_depthwise: bool = True  # on the CPU: faster backward of the large depthwise convolution (training/depthwise.py)
+    fold_frozen_bn: bool = True  # with optim.freeze_bn: BatchNorm applied inside the convolution (training/frozen_bn.py)
     validate_init: bool = True  # score the initial weights first, so a new stretch only keeps what improves
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
 

@@ -29,9 +29,10 @@ from ..evaluation.protocol import load_pair
 from ..inference.allocator import tune_cpu_allocator
 from ..inference.device import resolve_device
 from ..models import Discriminator, Generator, GeneratorConfig
-from ..weights import load_generator, save_generator
+from ..weights import load_generator, resolve_weights, save_generator
 from .config import TrainConfig, save_config
 from .depthwise import use_fast_depthwise
+from .frozen_bn import fold_frozen_batchnorm
 from .losses import (PerceptualLoss, discriminator_loss, generator_adversarial, pixel_loss, total_variation)
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     discriminator.to(memory_format=memory_format)
     if cfg.run.fast_depthwise and device.type == "cpu":
         use_fast_depthwise(generator)
+    if cfg.optim.freeze_bn and cfg.run.fold_frozen_bn:
+        fold_frozen_batchnorm(generator)
     _freeze_unused(generator)
     ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
            if cfg.optim.ema_decay > 0 else None)
@@ -113,7 +116,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     perceptual = PerceptualLoss().to(device) if cfg.loss.perceptual_weight > 0 else None
 
-    step, best_psnr, history, seconds_before = 0, -math.inf, [], 0.0
+    step, best_psnr, history, seconds_before, cpu_before = 0, -math.inf, [], 0.0, 0.0
     if resume:
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
         generator.load_state_dict(ckpt["generator"])
@@ -127,6 +130,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             ema.load_state_dict(ckpt["ema"])
         step, best_psnr, history = ckpt["step"], ckpt["best_psnr"], ckpt["history"]
         seconds_before = ckpt.get("train_seconds", 0.0)
+        # checkpoints from before CPU time was recorded: their wall time times the threads
+        cpu_before = ckpt.get("cpu_seconds", seconds_before * ckpt.get("threads", 1))
         _set_rng_state(ckpt["rng"])
 
     g_train = DDP(generator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else generator
@@ -155,6 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             "step": step, "best_psnr": best_psnr, "history": history, "rng": _get_rng_state(),
             "config": cfg.to_dict(), "generator_config": generator.config.to_dict(),
             "train_seconds": seconds_before + time.perf_counter() - t0, "threads": torch.get_num_threads(),
+            "cpu_seconds": cpu_before + _cpu_seconds() - cpu0,
             "device_type": device.type, "init_metadata": init_metadata,
         }
         tmp = path.with_suffix(".tmp")
@@ -170,6 +176,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=None)
     data_iter = iter(loader)
     t0, images_seen, paused = time.perf_counter(), 0, 0.0  # paused: validation and checkpoints, not in the speed
+    cpu0 = _cpu_seconds()
     if not resume and step == 0 and cfg.run.validate_init and val_files:
         # Score the starting weights, so that best.pt (what export-weights takes) can only improve on them: a
         # new stretch started from exported weights never loses what the last one reached.
@@ -327,8 +334,9 @@ def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
     """Training compute as safetensors metadata: this run's stretch appended to the stretches recorded in the
     weights it started from (``run.init``), and their totals (steps, samples, CPU- or GPU-hours).
 
-    A stretch's hours are the wall time of its training loop (validation and checkpoints included) times the
-    CPU threads it used, or the wall time times the processes on a GPU."""
+    On the CPU a stretch's hours are the CPU time of its training process (validation and checkpoints included;
+    time while the process was stopped or waiting for the cores is not counted); runs that predate that record
+    their loop's wall time times the threads. On a GPU, the loop's wall time."""
     cfg = ckpt["config"]
     init_meta = ckpt.get("init_metadata") or {}
     try:
@@ -338,11 +346,12 @@ def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
     device = ckpt.get("device_type", "cpu")
     wall_h = ckpt.get("train_seconds", 0.0) / 3600
     units = ckpt.get("threads", 1) if device == "cpu" else 1
+    busy_h = ckpt["cpu_seconds"] / 3600 if device == "cpu" and "cpu_seconds" in ckpt else wall_h * units
     stretches.append({
         "run": run_name, "init": Path(cfg["run"]["init"]).name if cfg["run"]["init"] else "",
         "steps": ckpt["step"], "samples": ckpt["step"] * cfg["optim"]["batch_size"],
         "hr_size": cfg["data"]["hr_size"], "device": device, "threads": units, "wall_hours": round(wall_h, 3),
-        f"{'cpu' if device == 'cpu' else 'gpu'}_hours": round(wall_h * units, 3),
+        f"{'cpu' if device == 'cpu' else 'gpu'}_hours": round(busy_h, 3),
         "loss": {k: v for k, v in cfg["loss"].items() if v}, "lr_g": cfg["optim"]["lr_g"],
         "schedule": cfg["optim"].get("schedule", "plateau"),
     })
@@ -356,6 +365,12 @@ def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children (loader workers end with the run)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _sigterm_as_interrupt():
@@ -383,7 +398,7 @@ def _backward_and_step(loss, optimizer, scaler, module: torch.nn.Module, grad_cl
 def _initial_generator(cfg: TrainConfig) -> tuple[Generator, dict[str, str]]:
     """The starting generator and the metadata of its weights file (which carries earlier stretches' compute)."""
     if cfg.run.init:
-        return load_generator(cfg.run.init)
+        return load_generator(resolve_weights(cfg.run.init))  # a file, or a shipped name such as cxr-fidelity
     return Generator(GeneratorConfig()), {}
 
 
