@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     e.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA")
     e.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    e.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra metadata to store in the file (repeatable), e.g. --meta description='...'")
     e.set_defaults(run=run_export)
 
 
@@ -80,6 +82,13 @@ def run_export(args: argparse.Namespace) -> int:
     if not (args.run_dir / "last.pt").exists():
         print(f"cxrsr: error: {args.run_dir}: no training run (last.pt missing)", file=sys.stderr)
         return 1
-    path = export_generator(args.run_dir, args.output, use_ema=not args.raw, checkpoint=args.checkpoint)
+    extra = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            print(f"cxrsr: error: --meta {item!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        extra[key.strip()] = value
+    path = export_generator(args.run_dir, args.output, use_ema=not args.raw, checkpoint=args.checkpoint, **extra)
     print(f"wrote {path}")
     return 0
