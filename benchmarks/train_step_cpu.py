@@ -272,6 +272,7 @@ def main() -> None:
             ("+ frozen BatchNorm folded, 1 worker (the default)", ["data.workers=1"]),
             ("+ frozen BatchNorm folded, 0 workers", ["data.workers=0"]),
             ("+ frozen BatchNorm folded, 2 workers", ["data.workers=2"]),
+            ("+ bf16 autocast (optim.amp=bf16), 1 worker", ["data.workers=1", 'optim.amp="bf16"']),
         ])
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -132,3 +132,22 @@ def test_folded_frozen_batchnorm_gives_the_same_outputs_and_gradients():
         m.train()
     ref.train()
     torch.testing.assert_close(folded(x), ref(x))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_lr_min():
+    from cxrsr.training import load_config
+    from cxrsr.training.loop import _scheduler
+
+    cfg = load_config(None, ['optim.schedule="cosine"', "optim.lr_g=1e-3", "optim.lr_min=1e-5",
+                             "optim.warmup_steps=4"])
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = _scheduler(opt, cfg, 20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:4] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4])  # linear warm-up
+    assert max(lrs) <= 1e-3 and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))  # then only down
+    assert lrs[-1] == pytest.approx(1e-5)

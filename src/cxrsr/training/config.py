@@ -47,6 +47,9 @@ class OptimConfig:
     # plateau schedule never fired, benchmarks/RESULTS.md).
     schedule: str = "plateau"
     lr_min: float = 1e-6  # cosine's final learning rate
+    # Linear warm-up of the learning rate over the first steps (cosine schedule): a stretch started from trained
+    # weights with fresh AdamW moments otherwise takes full-size first steps that undo part of the training.
+    warmup_steps: int = 0
     plateau_factor: float = 0.5
     plateau_patience: int = 4  # validations without improvement before the learning rate drops
     amp: str = "auto"  # auto (bf16 where supported, else fp16 + GradScaler on CUDA; off on CPU) | bf16 | fp16 | off

@@ -104,6 +104,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     _freeze_unused(generator)
     ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
            if cfg.optim.ema_decay > 0 else None)
+    if ema is not None and cfg.run.init:
+        # the starting weights count as averaged already: the EMA moves away from them at the decay's pace
+        # instead of being replaced by the first step's raw weights
+        ema.n_averaged.fill_(1)
     opt_g = torch.optim.AdamW([p for p in generator.parameters() if p.requires_grad], lr=cfg.optim.lr_g,
                               betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     opt_d = torch.optim.AdamW(discriminator.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas,
@@ -413,7 +417,11 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: 
         floor = min(cfg.optim.lr_min / base, 1.0) if base > 0 else 1.0
         horizon = max(total_steps, 1)
 
+        warmup = min(cfg.optim.warmup_steps, horizon - 1)
+
         def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, horizon) / horizon))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
