@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import bench, convert, evaluate, export, train, upscale
+from . import bench, convert, evaluate, export, serve, train, upscale
 
 EPILOG = """\
 examples:
@@ -18,6 +18,7 @@ examples:
   cxrsr upscale x.png -o out/ --weights my.safetensors --device cuda --precision fp16
   cxrsr convert swift_srgan_4x.pth.tar swift_srgan_4x.safetensors
   cxrsr eval nih/test --weights my.safetensors --json scores.json
+  cxrsr serve --port 8000                               browser viewer and HTTP API on 127.0.0.1:8000
 """
 
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxrsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (upscale, evaluate, train, export, bench, convert):
+    for module in (upscale, evaluate, train, export, bench, convert, serve):
         module.add_parser(sub)
     return parser
 
