@@ -46,6 +46,25 @@ def test_bad_inputs_raise_one_line_errors_naming_the_file(tmp_path, nih_png):
         assert "\n" not in message
 
 
+def test_multi_page_tiff_is_refused_and_planar_rgb_is_colour(tmp_path):
+    """A stack of grey pages is never read as one colour image (pages taken as channels); real planar and
+    interleaved RGB still are colour, the same pixels either way."""
+    pages = np.stack([np.full((64, 64), v, np.uint8) for v in (10, 120, 240)])
+    for name, writer in (("tifffile-pages.tif", lambda p: tifffile.imwrite(p, pages, photometric="minisblack")),
+                         ("pillow-pages.tif", lambda p: Image.fromarray(pages[0]).save(
+                             p, save_all=True, append_images=[Image.fromarray(x) for x in pages[1:]]))):
+        path = tmp_path / name
+        writer(path)
+        with pytest.raises(InputFileError, match="stack of 3 images"):
+            read_image(path)
+    tifffile.imwrite(tmp_path / "planar.tif", pages, photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "contig.tif", np.moveaxis(pages, 0, -1), photometric="rgb")
+    planar, contig = read_image(tmp_path / "planar.tif").array, read_image(tmp_path / "contig.tif").array
+    assert planar.shape == (64, 64, 3) and np.array_equal(planar, contig)
+    tifffile.imwrite(tmp_path / "one-page.tif", pages[:1], photometric="minisblack")
+    assert read_image(tmp_path / "one-page.tif").array.shape == (64, 64)
+
+
 def test_16bit_png_and_tiff_round_trip(tmp_path):
     a = (np.random.default_rng(1).integers(0, 65536, (40, 30))).astype(np.uint16)
     for name in ("a.png", "a.tif"):

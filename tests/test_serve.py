@@ -177,7 +177,8 @@ def test_no_upload_or_result_stays_on_disk_and_logs_carry_no_tag_values(xray, tm
     config = ServeConfig(model="cxr-fidelity", device="cpu")
     with caplog.at_level(logging.DEBUG), TestClient(create_app(config)) as c:
         for name, data, fmt in (("Doe_Jane.dcm", dcm.read_bytes(), "dcm"), ("x.png", encode(xray, "png"), "png"),
-                                ("bad.png", b"not an image", "png")):
+                                ("bad.png", b"not an image", "png"),
+                                ("big.bin", b"spooled to disk by the multipart parser " * 40000, "png")):
             c.post("/api/upscale", files={"file": (name, data)}, data={"format": fmt})
         c.post("/api/compare", files={"file": ("Doe_Jane.dcm", dcm.read_bytes())})
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -76,14 +76,28 @@ def _read_tiff(path: Path) -> np.ndarray:
         with tifffile.TiffFile(path) as tif:
             if len(tif.series) == 0:
                 raise InputFileError(path, "TIFF file holds no image")
-            array = tif.series[0].asarray()
+            series = tif.series[0]
+            # Pages, slices, frames or time points (any axis but height, width and colour samples) are
+            # refused by name: taking them as colour channels would silently make a wrong image.
+            stacked = {a: n for a, n in zip(series.axes, series.shape) if a not in "YXS" and n > 1}
+            if stacked:
+                count = int(np.prod(list(stacked.values())))
+                raise InputFileError(path, f"TIFF holds a stack of {count} images (axes {series.axes}, shape "
+                                           f"{tuple(series.shape)}); cxrsr upscales one 2-D image per file: "
+                                           "save the pages as separate files")
+            axes = series.axes
+            array = series.asarray()
     except InputFileError:
         raise
     except Exception as exc:  # tifffile raises many exception kinds for damaged files
         raise InputFileError(path, f"corrupt or unreadable TIFF ({_short(exc)})") from None
-    array = np.squeeze(array)
-    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
-        array = np.moveaxis(array, 0, -1)  # planar (C, H, W) to (H, W, C)
+    keep = [i for i, a in enumerate(axes) if a in "YXS"]
+    array = array.reshape([array.shape[i] for i in keep]) if len(keep) < array.ndim else array
+    axes = "".join(axes[i] for i in keep)
+    if axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)  # planar (S, H, W) to (H, W, S)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
     if array.ndim not in (2, 3):
         raise InputFileError(path, f"TIFF has {array.ndim} dimensions; one 2-D image (grey or RGB) expected")
     if array.dtype == np.uint8 or array.dtype == np.uint16:
