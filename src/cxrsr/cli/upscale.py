@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input file)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    ray = p.add_argument_group("scale-out on Ray (pip install \"cxrsr[ray]\")")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run on Ray Data: a local Ray without ADDRESS, or join a cluster ('auto' or host:port)")
+    ray.add_argument("--actors", type=int, default=None, help="upscaler actors (default: as many as fit)")
+    ray.add_argument("--cpus-per-actor", type=float, default=2.0, help="CPUs per actor (default: 2)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (default: 0)")
+    ray.add_argument("--manifest", type=Path, default=None,
+                     help="JSON Lines manifest, one row per input (default: OUTDIR/cxrsr-manifest.jsonl)")
     p.set_defaults(run=run)
 
 
@@ -78,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         print("cxrsr: error: no input files", file=sys.stderr)
         return 1
+    if args.ray is not None:
+        return run_ray(args, inputs, len(problems))
     try:
         upscaler = Upscaler.from_pretrained(args.weights, device=args.device, precision=args.precision,
                                             tile=args.tile, backend=args.backend)
@@ -114,4 +125,59 @@ def run(args: argparse.Namespace) -> int:
                     traceback.print_exc()
     logging.getLogger(__name__).debug("weights %s on %s (%s)", upscaler.weights_name, upscaler.device, upscaler.dtype)
     print(f"{done} upscaled, {skipped} skipped, {failed} failed -> {args.outdir}")
+    return 1 if failed else 0
+
+
+def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
+    """The same jobs on Ray Data (inference/scaleout.py); a manifest row per input; exit 1 if any failed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print('cxrsr: error: --ray needs Ray: pip install "cxrsr[ray]"', file=sys.stderr)
+        return 1
+    from ..inference.scaleout import Manifest, RayOptions, run_on_ray
+    from ..weights import resolve_weights
+
+    try:
+        weights = str(resolve_weights(args.weights))  # checked here, loaded by each actor
+    except WeightsError as exc:
+        print(f"cxrsr: error: {exc}", file=sys.stderr)
+        return 1
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(inputs, args.outdir, fmt=args.format, suffix=args.suffix, overwrite=args.overwrite)
+    manifest = Manifest(args.manifest or args.outdir / "cxrsr-manifest.jsonl")
+    for job in jobs:
+        if job.action == "fail":
+            tqdm.write(f"cxrsr: error: {job.problem}", file=sys.stderr)
+            manifest.write({"input": str(job.src.path), "output": "", "status": "failed", "error": job.problem,
+                            "seconds": 0.0, "worker": "driver"})
+        elif job.action == "skip":
+            manifest.write({"input": str(job.src.path), "output": str(job.dst), "status": "skipped",
+                            "error": "output exists (use --overwrite)", "seconds": 0.0, "worker": "driver"})
+    run = [(str(j.src.path), str(j.dst)) for j in jobs if j.action == "run"]
+    actor_args = dict(weights=weights, device=args.device, precision=args.precision, tile=args.tile,
+                      backend=args.backend, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)
+    options = RayOptions(address=None if args.ray == "local" else args.ray, actors=args.actors,
+                         cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.num_gpus)
+    bar = tqdm(total=len(run), unit="file", desc="upscaling on Ray", disable=None)
+
+    def arrived(row: dict) -> None:
+        manifest.write(row)
+        bar.update()
+        if row["status"] == "failed":
+            tqdm.write(f"cxrsr: error: {row['error']}", file=sys.stderr)
+
+    start = time.perf_counter()
+    try:
+        run_on_ray(run, actor_args, options, arrived)
+    except KeyboardInterrupt:
+        print(f"cxrsr: interrupted; run the same command again to finish (manifest {manifest.path})", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        manifest.close()
+    c = manifest.counts
+    failed = c["failed"] + problems
+    print(f"{c['done']} upscaled, {c['skipped']} skipped, {failed} failed in {time.perf_counter() - start:.1f} s "
+          f"on Ray -> {args.outdir} (manifest {manifest.path})")
     return 1 if failed else 0
