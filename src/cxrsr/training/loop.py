@@ -320,11 +320,13 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     else:
         state = ckpt["generator"]
     generator.load_state_dict(state)
-    best = ckpt.get("best_psnr")
     meta = {"recipe": json.dumps(ckpt["config"], separators=(",", ":")), "step": ckpt["step"],
             "weights": "ema" if use_ema and ckpt.get("ema") else "raw", "checkpoint": path.name}
-    if best is not None and math.isfinite(best):
-        meta["val_psnr"] = f"{best:.4f}"
+    # the validation score of the exported weights themselves: the entry at this checkpoint's step (best.pt is
+    # saved right after its validation; last.pt has one when the run ended on a validation step)
+    scored = [h["val_psnr"] for h in ckpt.get("history") or [] if h["step"] == ckpt["step"]]
+    if scored and math.isfinite(scored[-1]):
+        meta["val_psnr"] = f"{scored[-1]:.4f}"
     # compute counts every step the run took, also those after the checkpoint whose weights are exported
     last = ckpt
     if path.name != "last.pt" and (run / "last.pt").exists():
