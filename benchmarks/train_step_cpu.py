@@ -20,7 +20,6 @@ Stop other jobs first: the numbers share the two cores with anything else runnin
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import tempfile

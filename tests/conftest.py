@@ -76,3 +76,13 @@ def tiny_weights(tmp_path_factory) -> str:
     model = Generator(GeneratorConfig(channels=8, blocks=1)).eval()
     return str(save_generator(model, tmp_path_factory.mktemp("tiny") / "tiny.safetensors"))
 
+
+
+@pytest.fixture(scope="session")
+def nih_train_list(tmp_path_factory):
+    """A list file of 12 nih/train images, for short training runs."""
+    folder = require(CXR / "nih" / "train")
+    files = sorted(folder.glob("*.png"))[:12]
+    path = tmp_path_factory.mktemp("lists") / "train.txt"
+    path.write_text("\n".join(str(p) for p in files) + "\n")
+    return path

@@ -20,12 +20,11 @@ import tifffile
 from PIL import Image
 
 pytest.importorskip("fastapi")
+from dicom_samples import dicom_with_pixels, dicom_without_pixels, pydicom_file  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrsr.serve import ServeConfig, create_app  # noqa: E402
 from cxrsr.serve.jobs import InferenceQueue, RequestError  # noqa: E402
-
-from dicom_samples import dicom_with_pixels, dicom_without_pixels, pydicom_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CXR, require
 from PIL import Image
 
 from cxrsr import Upscaler
 from cxrsr.cli import main
 from cxrsr.evaluation import BASELINES, evaluate, summarise, upscaler_sr
 from cxrsr.weights import DEFAULT_WEIGHTS, available_weights, load_generator, resolve_weights
-
-from conftest import CXR, require
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["cxr-fidelity", "cxr-gan"]

@@ -24,15 +24,6 @@ from conftest import CXR, require
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def nih_train_list(tmp_path_factory):
-    folder = require(CXR / "nih" / "train")
-    files = sorted(folder.glob("*.png"))[:12]
-    path = tmp_path_factory.mktemp("lists") / "train.txt"
-    path.write_text("\n".join(str(p) for p in files) + "\n")
-    return path
-
-
 def small_config(out, train_list, upstream, **extra):
     overrides = [
         f'run.out="{out}"', f'data.train="{train_list}"', f'data.val="{CXR / "nih" / "val"}"',

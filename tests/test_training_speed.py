@@ -12,7 +12,7 @@ from cxrsr.training import export_generator, train
 from cxrsr.training.depthwise import FastDepthwiseConv2d, restore_depthwise, use_fast_depthwise
 from cxrsr.weights import load_generator
 
-from test_training import nih_train_list, small_config  # noqa: F401  (a fixture and a helper)
+from test_training import small_config
 
 
 @pytest.mark.parametrize("channels,kernel,side,channels_last,bias", [

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_serve import live_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

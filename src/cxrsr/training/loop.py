@@ -33,7 +33,7 @@ from ..weights import load_generator, resolve_weights, save_generator
 from .config import TrainConfig, save_config
 from .depthwise import use_fast_depthwise
 from .frozen_bn import fold_frozen_batchnorm
-from .losses import (PerceptualLoss, discriminator_loss, generator_adversarial, pixel_loss, total_variation)
+from .losses import PerceptualLoss, discriminator_loss, generator_adversarial, pixel_loss, total_variation
 
 log = logging.getLogger(__name__)
 
