@@ -338,11 +338,11 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(nih_train_lis
            "--set", "run.val_every=100000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.2)
     proc.send_signal(getattr(signal, signame))
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     step = torch.load(out / "last.pt", weights_only=True)["step"]
     assert 3 <= step < 100000
