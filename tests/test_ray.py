@@ -85,7 +85,9 @@ def test_an_actor_that_dies_is_replaced_and_every_file_is_done_once(folder, tmp_
 def test_an_interrupted_run_finishes_when_run_again(folder, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "cxrsr", "upscale", str(folder), "-o", str(out), "--ray"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default even when the test runs in a background job (which starts with it ignored)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     manifest = out / "cxrsr-manifest.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline:

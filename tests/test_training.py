@@ -336,7 +336,9 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(nih_train_lis
            "--set", "data.workers=0", "--set", "optim.batch_size=2", "--set", "loss.perceptual_weight=0",
            "--set", "run.steps_pretrain=100000", "--set", "run.log_every=1", "--set", "run.ckpt_every=100000",
            "--set", "run.val_every=100000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default even when the test runs in a background job (which starts with it ignored)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
