@@ -10,6 +10,8 @@ BatchNorm statistics frozen, AdamW, MSE):
             EMA update;
   variants: the bare step (no loader) in the default layout, channels-last, + the faster depthwise backward,
             + frozen BatchNorm folded into the convolutions, + bf16 autocast (AMX), + torch.compile;
+  sizes:    (only when asked for) the default path's bare step at batch x HR patch 32x64, 16x96, 8x128,
+            4x192, 2x256: which shape learns the most HR pixels per second;
   loop:     the real training loop (cxrsr.training.train) before (default layout, PyTorch's backward, 1 loader
             worker: the old configs/nih_fidelity_cpu_short.toml) and with each change added in turn (channels-last,
             faster depthwise backward, frozen BatchNorm folded), then 0, 1 and 2 loader workers; samples/s after warm-up, HR megapixels/s, and the CPU
@@ -202,6 +204,31 @@ def variants(b: int, hr: int, repeats: int) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------------------------------------- sizes
+
+
+def sizes(shapes: list[tuple[int, int]], repeats: int) -> list[dict]:
+    """The default training path's bare step at several batch x patch shapes: HR pixels learned per second."""
+    rows = []
+    for b, hr in shapes:
+        g = make_generator(True, True, True)
+        opt = torch.optim.AdamW([p for p in g.parameters() if p.requires_grad], lr=1e-4)
+        lr, target = batch(b, hr, True)
+
+        def step() -> None:
+            loss = torch.nn.functional.mse_loss(g(lr), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        seconds = timed(step, repeats)
+        rows.append({"batch": b, "hr": hr, "samples_per_s": round(b / seconds, 1),
+                     "hr_mpx_per_s": round(b * hr * hr / seconds / 1e6, 3)})
+        print(f"batch {b} of {hr}x{hr}: {rows[-1]['samples_per_s']} samples/s, {rows[-1]['hr_mpx_per_s']} HR Mpx/s",
+              flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------------ loop
 
 
@@ -247,7 +274,7 @@ def main() -> None:
     p.add_argument("--loop-steps", type=int, default=60, help="timed steps of each loop run (after --warmup)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--parts", nargs="+", default=["layers", "profile", "variants", "loop"],
-                   choices=["layers", "profile", "variants", "loop"])
+                   choices=["layers", "profile", "variants", "loop", "sizes"])
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -261,6 +288,9 @@ def main() -> None:
     if "variants" in args.parts:
         print("bare training step (generator forward + backward + AdamW):", flush=True)
         out["variants"] = variants(args.batch, args.hr, args.repeats)
+    if "sizes" in args.parts:
+        print("bare step of the default path by batch and HR patch size:", flush=True)
+        out["sizes"] = sizes([(32, 64), (16, 96), (8, 128), (4, 192), (2, 256)], args.repeats)
     if "loop" in args.parts:
         print("the training loop, with its loader:", flush=True)
         old = ["run.channels_last=false", "run.fast_depthwise=false", "run.fold_frozen_bn=false"]
