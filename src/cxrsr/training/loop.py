@@ -171,6 +171,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         torch.save(state, tmp)
         os.replace(tmp, path)
 
+    def validate(model: Generator) -> float:
+        """Validation PSNR at the current step, scored on rank 0 and shared with every rank."""
+        psnr_val = _validate(model, val_pairs, device, writer, run_dir, step) if main_process else 0.0
+        if distributed:
+            shared = torch.tensor([psnr_val], device=device)
+            dist.broadcast(shared, 0)
+            psnr_val = float(shared.item())
+        return psnr_val
+
     # ---- the loop
     previous_sigterm = _sigterm_as_interrupt()
     bar = None
@@ -184,11 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if not resume and step == 0 and cfg.run.validate_init and val_files:
         # Score the starting weights, so that best.pt (what export-weights takes) can only improve on them: a
         # new stretch started from exported weights never loses what the last one reached.
-        psnr_val = _validate(generator, val_pairs, device, writer, run_dir, 0) if main_process else 0.0
-        if distributed:
-            shared = torch.tensor([psnr_val], device=device)
-            dist.broadcast(shared, 0)
-            psnr_val = float(shared.item())
+        psnr_val = validate(generator)
         best_psnr = psnr_val
         history.append({"step": 0, "val_psnr": psnr_val, "lr_g": opt_g.param_groups[0]["lr"], "elapsed_s": 0.0})
         save(best_path)
@@ -257,12 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
             t_pause = time.perf_counter()
             if step % cfg.run.val_every == 0 or step == total_steps:
-                psnr_val = _validate(ema.module if ema is not None else generator, val_pairs, device, writer,
-                                     run_dir, step) if main_process else 0.0
-                if distributed:
-                    shared = torch.tensor([psnr_val], device=device)
-                    dist.broadcast(shared, 0)
-                    psnr_val = float(shared.item())
+                psnr_val = validate(ema.module if ema is not None else generator)
                 if val_files:
                     if not per_step_schedule:
                         sched_g.step(psnr_val)
