@@ -146,6 +146,9 @@ def upscale_file(
     if fmt == "dcm" and image.dicom is None:
         raise InputFileError(src, "DICOM output needs a DICOM input (its patient and study attributes); "
                                   "use --format png or tiff")
+    if fmt == "dcm" and int(image.dicom.dataset.get("BitsAllocated", 16)) == 1:
+        raise InputFileError(src, "a 1-bit DICOM (Bits Allocated 1) cannot hold an upscaled greyscale image; "
+                                  "use --format png or tiff")
     sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
     dst.parent.mkdir(parents=True, exist_ok=True)
     description = derivation_description(upscaler)

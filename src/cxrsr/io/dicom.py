@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,11 +23,12 @@ from PIL import Image
 
 from .atomic import atomic_path
 from .errors import InputFileError
+from .probe import check_size, file_kind
 
 if TYPE_CHECKING:  # pydicom is imported where it is used, to keep start-up quick
     from pydicom.dataset import Dataset
 
-DICOM_SUFFIXES = {".dcm", ".dicom"}
+log = logging.getLogger(__name__)
 
 #: Named windows (centre, width) in modality units (Hounsfield units for CT).
 WINDOWS = {"lung": (-600.0, 1500.0), "mediastinum": (40.0, 400.0)}
@@ -82,15 +85,9 @@ def parse_window(spec: str | tuple[float, float] | None) -> tuple[float, float] 
 
 
 def looks_like_dicom(path: Path) -> bool:
-    """True for a .dcm/.dicom name or a file with the DICOM preamble ('DICM' at byte 128)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
+    """True for a regular file with the DICOM preamble ('DICM' at byte 128), or a .dcm/.dicom file that is
+    not recognisably another image format (older DICOM files have no preamble)."""
+    return path.is_file() and file_kind(path) == "dicom"
 
 
 def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> tuple[np.ndarray, DicomSource]:
@@ -102,23 +99,31 @@ def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> t
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
-        raise InputFileError(path, "not a valid DICOM file") from None
+        ds = _read_without_preamble(path)
+    except MemoryError:
+        raise InputFileError(path, "DICOM header claims more memory than is available") from None
     except Exception as exc:
         raise InputFileError(path, f"corrupt or truncated DICOM file ({type(exc).__name__})") from None
     if "PixelData" not in ds:
+        if any(k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
+            raise InputFileError(path, "DICOM float pixel data is not supported; integer PixelData expected")
         raise InputFileError(path, "DICOM file has no pixel data (PixelData element missing)")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputFileError(path, f"photometric interpretation {photometric or 'missing'} is not supported; "
                                    "greyscale (MONOCHROME1/2) DICOM expected")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _check_header(path, ds)
     if frames > 1:
         raise InputFileError(path, f"multi-frame DICOM ({frames} frames) is not supported; "
                                    "split it into single-frame files first")
     try:
-        stored = ds.pixel_array
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stored = ds.pixel_array
     except Exception as exc:
         raise InputFileError(path, _decode_failure(ds, exc)) from None
+    for warning in caught:  # e.g. excess padding after the pixels: one line, naming the file
+        log.warning("%s: %s", path, str(warning.message).splitlines()[0][:200])
     if stored.ndim != 2:
         raise InputFileError(path, f"pixel data has shape {stored.shape}; one 2-D greyscale frame expected")
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
@@ -134,6 +139,43 @@ def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> t
         unit = 1.0 - unit
     source = DicomSource(ds, values.astype(np.float32), monochrome1, low, high)
     return unit.astype(np.float32), source
+
+
+def _read_without_preamble(path: Path):
+    """Older DICOM files start with the first data element, without the 128-byte preamble and 'DICM'.
+    Read them only when the result is plainly DICOM (an image module), never text taken as tags."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        plausible = "PixelData" in ds and ("Rows" in ds or "SOPClassUID" in ds)
+    except Exception:
+        plausible = False
+    if not plausible:
+        raise InputFileError(path, "not a valid DICOM file (no DICOM preamble and no DICOM image header)")
+    return ds
+
+
+def _check_header(path: Path, ds) -> int:
+    """The image attributes pixel decoding relies on: present, consistent, and within the pixel limit.
+    Returns the number of frames."""
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
+    if missing:
+        raise InputFileError(path, f"DICOM header lacks {', '.join(missing)}; the pixel data cannot be interpreted")
+    frames = ds.get("NumberOfFrames", 1)
+    try:
+        frames = int(frames or 1)
+    except (TypeError, ValueError):
+        raise InputFileError(path, "DICOM Number of Frames is not a number") from None
+    check_size(path, int(ds.Columns), int(ds.Rows), frames)
+    allocated, stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated) or 0)
+    if allocated not in (1, 8, 16, 32, 64) or not 0 < stored <= allocated:
+        raise InputFileError(path, f"DICOM bit depth is inconsistent (Bits Allocated {allocated}, Bits Stored "
+                                   f"{stored})")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        raise InputFileError(path, f"DICOM has {samples} samples per pixel (colour); greyscale expected")
+    return frames
 
 
 def _decode_failure(ds, exc: Exception) -> str:
@@ -206,7 +248,15 @@ def derived_dataset(source: DicomSource, stored: np.ndarray, scale: int, descrip
     for tag in [t for t in ds.keys() if 0x6000 <= t.group <= 0x60FF]:  # overlays drawn on the old matrix
         del ds[tag]
     photometric = "MONOCHROME1" if source.monochrome1 else "MONOCHROME2"
-    ds.set_pixel_data(stored, photometric, int(src.get("BitsStored", stored.itemsize * 8)))
+    bits_stored = int(src.get("BitsStored", stored.itemsize * 8))
+    if stored.itemsize <= 2:
+        ds.set_pixel_data(stored, photometric, bits_stored)
+    else:  # 32-bit pixels: set_pixel_data takes 8 and 16 bits only; uncompressed 32-bit is plain DICOM
+        ds.Rows, ds.Columns = stored.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, bits_stored, bits_stored - 1
+        ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
+        ds.PixelData = np.ascontiguousarray(stored.astype(stored.dtype.newbyteorder("<"))).tobytes()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = (int(src.SeriesNumber) if src.get("SeriesNumber") not in (None, "") else 0) + 1000

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .dicom import DicomSource, looks_like_dicom, read_dicom
+from .dicom import DicomSource, read_dicom
 from .errors import InputFileError
-from .raster import TIFF_SUFFIXES, read_raster, write_raster
+from .probe import file_kind
+from .raster import read_raster, write_raster
 
 MIN_SIDE = 4
 INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
@@ -34,19 +35,21 @@ def read_image(path: str | Path, window: str | tuple[float, float] | None = None
     ``window`` applies to DICOM only: ``full`` (default, the image's own range), ``lung``, ``mediastinum``
     or ``C,W`` in modality units (Hounsfield units for CT)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputFileError(path, "broken symbolic link (or a loop of links)")
     if not path.exists():
         raise InputFileError(path, "no such file")
     if not path.is_file():
         raise InputFileError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise InputFileError(path, "empty file (0 bytes)")
-    if looks_like_dicom(path):
+    kind = file_kind(path)
+    if kind == "dicom":
         array, source = read_dicom(path, window)
         image = LoadedImage(array, path, "dicom", source)
     else:
-        suffix = path.suffix.lower()
-        fmt = "tiff" if suffix in TIFF_SUFFIXES else "jpeg" if suffix in (".jpg", ".jpeg") else "png" if suffix == ".png" else suffix.lstrip(".") or "image"
-        image = LoadedImage(read_raster(path), path, fmt)
+        array, fmt = read_raster(path, kind)
+        image = LoadedImage(array, path, fmt)
     check_array(image.array, path)
     return image
 

@@ -12,10 +12,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import InputFileError
+from .probe import check_size
 
 log = logging.getLogger(__name__)
-
-TIFF_SUFFIXES = {".tif", ".tiff"}
 
 
 def pil_to_array(image: Image.Image) -> np.ndarray:
@@ -50,31 +49,60 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)  # uint16 -> "I;16", float32 -> "F", uint8 -> "L" / "LA" / "RGB" / "RGBA"
 
 
-def read_raster(path: Path) -> np.ndarray:
-    """Read a PNG / JPEG / TIFF (or any format Pillow knows) as an array at its stored bit depth."""
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff(path)
+def read_raster(path: Path, kind: str = "pillow") -> tuple[np.ndarray, str]:
+    """Read a PNG / JPEG / TIFF (or any single image Pillow knows) as an array at its stored bit depth.
+    ``kind`` is 'tiff' (tifffile, falling back to Pillow for compressions it cannot decode) or 'pillow'.
+    Returns the array and the format's name in lower case ('png', 'jpeg', 'tiff', 'bmp', ...)."""
+    if kind == "tiff":
+        return _read_tiff(path), "tiff"
+    return _read_pillow(path)
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
     try:
         with warnings.catch_warnings():
-            # X-rays are large: accept up to Pillow's hard limit (about 179 megapixels) without a warning;
-            # beyond it Pillow raises DecompressionBombError, reported below.
+            # X-rays are large: accept up to MAX_PIXELS (Pillow's own hard limit) without a warning; the size
+            # is checked from the header below before anything is decoded.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                check_size(path, image.width, image.height)
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1 and image.format != "MPO":  # MPO: the first frame is the primary image
+                    raise InputFileError(path, f"{image.format} file holds {frames} frames (animated or multi-page); "
+                                               "cxrsr upscales one 2-D image per file: save the frames as separate files")
+                if image.format == "PNG" and _png_colour_16bit(image):
+                    log.warning("%s: 16-bit colour PNG is decoded at 8 bits per channel (Pillow); convert it to "
+                                "16-bit grey PNG or to TIFF to keep its full depth", path)
                 image.load()
+                fmt = (image.format or "image").lower()
                 image = ImageOps.exif_transpose(image)
-                return pil_to_array(image)
+                return pil_to_array(image), fmt
+    except InputFileError:
+        raise
     except UnidentifiedImageError:
-        raise InputFileError(path, "not an image file Pillow can read (PNG, JPEG, TIFF or DICOM expected)") from None
+        raise InputFileError(path, "not an image file cxrsr can read (PNG, JPEG, TIFF or DICOM expected)") from None
     except Image.DecompressionBombError:
         raise InputFileError(path, "image is too large to decode safely (over Pillow's pixel limit)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise InputFileError(path, "not enough memory to decode this image") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, EOFError, struct.error, ...
         raise InputFileError(path, f"corrupt or truncated image data ({_short(exc)})") from None
+
+
+def _png_colour_16bit(image: Image.Image) -> bool:
+    """True for a PNG whose header says 16 bits per sample in colour (Pillow reduces those to 8 bits)."""
+    try:
+        with open(image.filename, "rb") as f:
+            header = f.read(26)
+    except (OSError, TypeError):
+        return False
+    return len(header) == 26 and header[24] == 16 and header[25] in (2, 6)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
-            if len(tif.series) == 0:
+            if len(tif.series) == 0 or len(tif.pages) == 0:
                 raise InputFileError(path, "TIFF file holds no image")
             series = tif.series[0]
             # Pages, slices, frames or time points (any axis but height, width and colour samples) are
@@ -85,10 +113,29 @@ def _read_tiff(path: Path) -> np.ndarray:
                 raise InputFileError(path, f"TIFF holds a stack of {count} images (axes {series.axes}, shape "
                                            f"{tuple(series.shape)}); cxrsr upscales one 2-D image per file: "
                                            "save the pages as separate files")
+            # Several full-resolution pages of different sizes are different images; only pages marked as
+            # reduced-resolution copies (thumbnails, pyramid levels) are left out.
+            full = [p for p in tif.pages if not (getattr(p, "subfiletype", 0) or 0) & 1]
+            if len(full) > 1:
+                sizes = ", ".join(f"{p.shape[1]}x{p.shape[0]}" for p in full[:4] if len(p.shape) >= 2)
+                raise InputFileError(path, f"TIFF holds {len(full)} images (pages of {sizes}); cxrsr upscales one "
+                                           "2-D image per file: save the pages as separate files")
+            page = series.keyframe
+            check_size(path, int(series.shape[series.axes.index("X")]), int(series.shape[series.axes.index("Y")]))
             axes = series.axes
-            array = series.asarray()
+            try:
+                array = series.asarray()
+            except (KeyError, ValueError) as exc:
+                if "imagecodecs" not in str(exc):
+                    raise
+                return _tiff_by_pillow(path, page.compression)
+            array = _photometric(path, array, axes, page)
+            if int(page.photometric) == 3:
+                axes += "S"  # palette indices became colour samples
     except InputFileError:
         raise
+    except MemoryError:
+        raise InputFileError(path, "not enough memory to decode this TIFF") from None
     except Exception as exc:  # tifffile raises many exception kinds for damaged files
         raise InputFileError(path, f"corrupt or unreadable TIFF ({_short(exc)})") from None
     keep = [i for i, a in enumerate(axes) if a in "YXS"]
@@ -100,12 +147,66 @@ def _read_tiff(path: Path) -> np.ndarray:
         array = array[:, :, 0]
     if array.ndim not in (2, 3):
         raise InputFileError(path, f"TIFF has {array.ndim} dimensions; one 2-D image (grey or RGB) expected")
+    return _supported_dtype(path, array)
+
+
+def _photometric(path: Path, array: np.ndarray, axes: str, page) -> np.ndarray:
+    """Apply what the TIFF's photometric interpretation says the stored numbers mean: white-is-zero is
+    inverted, palette indices become colours, CMYK becomes RGB. Anything else is taken as grey or RGB."""
+    photometric = int(page.photometric)
+    if photometric == 0:  # MINISWHITE: 0 is white
+        if array.dtype == np.bool_:
+            return ~array
+        if np.issubdtype(array.dtype, np.unsignedinteger):
+            return (np.iinfo(array.dtype).max if page.bitspersample >= 8 else (1 << page.bitspersample) - 1) - array
+        if array.dtype.kind == "f" and array.size and 0.0 <= float(np.nanmin(array)) and float(np.nanmax(array)) <= 1.0:
+            return 1.0 - array
+        return -array.astype(np.float32) if array.dtype.kind in "fi" else array
+    if photometric == 3:  # PALETTE
+        colormap = page.colormap
+        if colormap is None or array.dtype.kind not in "ub":
+            raise InputFileError(path, "palette TIFF without a usable colour map")
+        colours = np.asarray(colormap)
+        if colours.ndim == 1:  # some files store a grey map
+            colours = np.stack([colours] * 3)
+        index = np.clip(array.astype(np.intp), 0, colours.shape[1] - 1)
+        rgb = np.moveaxis(colours[:, index], 0, -1)
+        if np.all(colours % 257 == 0):
+            rgb = rgb // 257
+            return rgb.astype(np.uint8)
+        return rgb.astype(np.uint16)
+    if photometric == 5:  # SEPARATED: CMYK when it has four inks
+        if array.ndim != 3 or array.shape[-1] != 4 or array.dtype != np.uint8 or "S" not in axes[-1:]:
+            raise InputFileError(path, f"separated (CMYK) TIFF with {array.shape[-1] if array.ndim == 3 else 1} "
+                                       f"samples of {array.dtype} is not supported; 8-bit CMYK or RGB/grey expected")
+        return np.asarray(Image.fromarray(array, mode="CMYK").convert("RGB"))
+    return array
+
+
+def _tiff_by_pillow(path: Path, compression) -> np.ndarray:
+    """TIFFs whose compression tifffile needs imagecodecs for (JPEG, LZW): Pillow decodes the common ones."""
+    try:
+        array, _ = _read_pillow(path)
+    except InputFileError:
+        name = getattr(compression, "name", str(compression))
+        raise InputFileError(path, f"TIFF compression {name} cannot be decoded here; install imagecodecs "
+                                   "(pip install imagecodecs) or save the TIFF uncompressed") from None
+    return array
+
+
+def _supported_dtype(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8 or array.dtype == np.uint16:
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.integer) and array.min() >= 0 and array.max() <= 65535:
+    if array.dtype.kind == "c":
+        raise InputFileError(path, f"complex-valued pixels ({array.dtype}) are not an image cxrsr can upscale")
+    if array.dtype.kind not in "uif":
+        raise InputFileError(path, f"pixels of type {array.dtype} are not supported")
+    if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() <= 65535:
         return array.astype(np.uint16)
+    if array.dtype == np.float64 and np.isfinite(array).all() and np.abs(array).max() > np.finfo(np.float32).max:
+        raise InputFileError(path, "pixel values exceed the float32 range; rescale the image first")
     return array.astype(np.float32)
 
 
@@ -116,9 +217,11 @@ def write_raster(array: np.ndarray, path: Path, fmt: str, text: dict[str, str] |
     ``text=None`` the file carries no metadata at all."""
     text = text or {}
     if fmt == "tiff":
-        photometric = "rgb" if array.ndim == 3 and array.shape[2] >= 3 else "minisblack"
+        channels = array.shape[2] if array.ndim == 3 else 1
+        photometric = "rgb" if channels >= 3 else "minisblack"
+        layout = {"planarconfig": "contig", "extrasamples": ["unassalpha"]} if channels in (2, 4) else {}
         tifffile.imwrite(path, array, photometric=photometric, compression="zlib", metadata=None,
-                         software=text.get("Software", False), description=text.get("Description"))
+                         software=text.get("Software", False), description=text.get("Description"), **layout)
         return
     if fmt == "jpeg":
         if array.dtype != np.uint8:

@@ -45,7 +45,7 @@ class GeneratorConfig:
             in_channels = state_dict["initial.cnn.depthwise.weight"].shape[0]
             channels = state_dict["initial.cnn.pointwise.weight"].shape[0]
         except KeyError as exc:
-            raise ValueError(f"not a Swift-SRGAN generator state dict (missing {exc.args[0]})") from None
+            raise ValueError(f"its tensors lack {exc.args[0]}, which every Swift-SRGAN generator has") from None
         blocks = _count_indexed(state_dict, "residual.")
         ups = _count_indexed(state_dict, "upsampler.")
         return cls(scale=2**ups, in_channels=in_channels, channels=channels, blocks=blocks)

@@ -18,6 +18,7 @@ from ..data.degrade import resize_float
 from ..inference.files import derivation_description, upscale_file
 from ..io import InputFileError, read_image
 from ..io.image import LoadedImage
+from ..io.probe import sniff
 
 
 class RequestError(Exception):
@@ -31,25 +32,14 @@ class RequestError(Exception):
 # ------------------------------------------------------------------------------------------------- uploads
 
 
-def sniff(head: bytes) -> str | None:
-    """The file type from its first bytes (never from the client's file name): '.png', '.jpg', '.tif', '.dcm'.
-    DICOM is checked first: its 128-byte preamble may itself hold a TIFF header (dual-format files)."""
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return ".dcm"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return ".tif"
-    return None
+_UPLOAD_SUFFIX = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
 
 
 def store_upload(data: bytes, folder: Path) -> Path:
     """Write the upload under a fixed name in the request's private folder; the suffix comes from its content."""
     if not data:
         raise RequestError(422, "empty upload (0 bytes)")
-    suffix = sniff(data[:132])
+    suffix = _UPLOAD_SUFFIX.get(sniff(data[:132]))
     if suffix is None:
         raise RequestError(415, "not a PNG, JPEG, TIFF or DICOM file (checked by content, not by name)")
     path = folder / f"upload{suffix}"
