@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
 
-.PHONY: demo test install-test install-demo clean
+.PHONY: demo test fuzz reliability install-test install-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ demo: install-demo
 
 test: install-test
 	$(BIN)/python -m pytest -q
+
+# A longer fuzzing run than the tests' (FUZZ_EXAMPLES per seed file, random each time), and the hostile-input table.
+FUZZ_EXAMPLES ?= 20000
+fuzz: install-test
+	CXRSR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+reliability: install-test
+	$(BIN)/python benchmarks/reliability.py --shared $(SHARED) --json benchmarks/results/reliability.json
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

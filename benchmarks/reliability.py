@@ -4,8 +4,11 @@
 
 Each case family is counted: cases tried, crashes (an exception other than cxrsr's input error, or a dead
 process), hangs (over the per-case time limit), inputs modified, partial outputs left, and any other broken
-rule (an error that does not name the file, a wrong result, a missing error line). ``--python`` runs the
-harness against another installation (e.g. an older checkout's virtual environment) to count "before".
+rule (an error that does not name the file, a wrong result, a missing error line). To count "before" on an
+older commit, put its source first on the path:
+
+    git worktree add /tmp/before <commit>
+    PYTHONPATH=/tmp/before/src python benchmarks/reliability.py --json before.json
 Needs ../shared (two real chest X-rays) and pydicom-data (a real CR DICOM).
 """
 
@@ -63,6 +66,14 @@ def tabulate(reader, cli) -> list[dict]:
     return [{"family": name, **counts} for name, counts in families.items()]
 
 
+def _commit(package) -> str:
+    import subprocess
+
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(package.__file__).parent,
+                            capture_output=True, text=True)
+    return result.stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -71,13 +82,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the corpus and outputs in this folder")
     parser.add_argument("--readers-only", action="store_true", help="skip the CLI run")
+    parser.add_argument("--exclude", nargs="*", default=[], metavar="NAME",
+                        help="leave these cases out (e.g. a case that hangs an old version's whole batch)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cxrsr-reliability-")) if args.keep is None else args.keep
     try:
         t = time.perf_counter()
         sources = seeds(args.shared)
-        cases = build_corpus(work / "corpus", sources)
+        cases = [c for c in build_corpus(work / "corpus", sources) if c.name not in args.exclude]
+        for name in args.exclude:  # out of the folder too, or the CLI's folder walk would still meet it
+            (work / "corpus" / name).unlink(missing_ok=True)
         built = time.perf_counter() - t
         weights = args.weights or tiny_weights(work)
         t = time.perf_counter()
@@ -107,8 +122,10 @@ def main() -> int:
                     print(f"  {harness:6s} {o.family:12s} {ascii(o.name)[:50]}: {p[:200]}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
+            import cxrsr
+
             args.json.write_text(json.dumps({
-                "python": args.python, "cases": len(cases), "table": table, "total": total, "cli_run": summary,
+                "python": args.python, "cxrsr": str(Path(cxrsr.__file__).parent), "commit": _commit(cxrsr), "cases": len(cases), "table": table, "total": total, "cli_run": summary,
                 "reader_seconds": round(reader_s, 1),
                 "problems": [{"harness": h, "family": o.family, "name": ascii(o.name), "problems": o.problems}
                              for h, outs in (("reader", reader), ("cli", cli)) for o in outs if o.problems],

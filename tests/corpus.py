@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -35,7 +36,8 @@ from PIL import Image
 
 CASE_SECONDS = 20.0  # per case, reader or CLI
 CLI_SECONDS = 120.0  # a whole CLI run over the corpus takes this plus 2 s per case at most
-READER_MEMORY = 4 << 30  # address-space limit of the reader worker (bytes)
+READER_MEMORY = 4 << 30
+CLI_MEMORY = 4 << 30  # peak resident memory of the CLI run  # address-space limit of the reader worker (bytes)
 
 
 @dataclass
@@ -637,6 +639,7 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
         status, stderr = None, (exc.stderr or b"").decode("utf-8", "backslashreplace")
         stdout = (exc.stdout or b"").decode("utf-8", "backslashreplace")
     seconds = time.perf_counter() - start
+    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # largest child process so far
     after = snapshot(folder)
     lines = [line for line in stderr.splitlines() if line.startswith("cxrsr: error:")]
     produced = {p.name for p in outdir.rglob("*") if p.is_file()} if outdir.exists() else set()
@@ -668,7 +671,7 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
     expected_failures = sum(o.result == "error" for o in outcomes)
     summary = {"exit_status": status, "seconds": round(seconds, 1), "error_lines": len(lines),
                "outputs": len(produced), "partial_files": partial, "new_files_in_input": sorted(set(after) - set(before)),
-               "traceback": "Traceback" in stderr, "stderr_tail": stderr[-1500:], "stdout": stdout[-500:]}
+               "traceback": "Traceback" in stderr, "peak_rss_bytes": peak_rss, "stderr_tail": stderr[-1500:], "stdout": stdout[-500:]}
     summary["problems"] = []
     if status != (1 if expected_failures else 0):
         summary["problems"].append(f"exit status {status}")
@@ -676,6 +679,8 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
         summary["problems"].append(f"partial files left: {partial}")
     if summary["new_files_in_input"]:
         summary["problems"].append(f"files appeared in the input folder: {summary['new_files_in_input']}")
+    if peak_rss > CLI_MEMORY:
+        summary["problems"].append(f"peak memory {peak_rss / 2**30:.2f} GiB")
     if summary["traceback"]:
         summary["problems"].append("a traceback was printed")
     return outcomes, summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import traceback
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     except (WeightsError, ValueError, RuntimeError) as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
-    args.outdir.mkdir(parents=True, exist_ok=True)
+    if not output_folder_ready(args.outdir):
+        return 1
     jobs = plan_jobs(inputs, args.outdir, fmt=args.format, suffix=args.suffix, overwrite=args.overwrite)
     done, skipped, failed = 0, 0, len(problems)
     with logging_redirect_tqdm(), tqdm(jobs, unit="file", desc="upscaling", disable=None) as bar:
@@ -106,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             if job.action == "skip":
-                tqdm.write(f"cxrsr: skipped {job.src.path}: {job.dst} exists (use --overwrite)", file=sys.stderr)
+                tqdm.write(f"cxrsr: skipped {job.problem or f'{job.src.path}: {job.dst} exists (use --overwrite)'}",
+                           file=sys.stderr)
                 skipped += 1
                 continue
             try:
@@ -118,14 +121,34 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"cxrsr: error: {exc}", file=sys.stderr)
                 if args.debug:
                     traceback.print_exc()
+            except OSError as exc:  # the output side: disk full, read-only, permissions
+                failed += 1
+                tqdm.write(f"cxrsr: error: {job.src.path}: cannot write {job.dst} ({exc.strerror or exc})",
+                           file=sys.stderr)
+                if args.debug:
+                    traceback.print_exc()
             except Exception as exc:  # one broken file must not stop the batch
                 failed += 1
-                tqdm.write(f"cxrsr: error: {job.src.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                tqdm.write(f"cxrsr: error: {job.src.path}: {type(exc).__name__}: {first_line}", file=sys.stderr)
                 if args.debug:
                     traceback.print_exc()
     logging.getLogger(__name__).debug("weights %s on %s (%s)", upscaler.weights_name, upscaler.device, upscaler.dtype)
     print(f"{done} upscaled, {skipped} skipped, {failed} failed -> {args.outdir}")
     return 1 if failed else 0
+
+
+def output_folder_ready(outdir: Path) -> bool:
+    """Create the output folder if needed and check that files can be made in it; print why not."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"cxrsr: error: {outdir}: cannot create the output folder ({exc.strerror or exc})", file=sys.stderr)
+        return False
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        print(f"cxrsr: error: {outdir}: output folder is not writable", file=sys.stderr)
+        return False
+    return True
 
 
 def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
@@ -143,7 +166,8 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
     except WeightsError as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
-    args.outdir.mkdir(parents=True, exist_ok=True)
+    if not output_folder_ready(args.outdir):
+        return 1
     jobs = plan_jobs(inputs, args.outdir, fmt=args.format, suffix=args.suffix, overwrite=args.overwrite)
     manifest = Manifest(args.manifest or args.outdir / "cxrsr-manifest.jsonl")
     for job in jobs:
@@ -152,8 +176,9 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
             manifest.write({"input": str(job.src.path), "output": "", "status": "failed", "error": job.problem,
                             "seconds": 0.0, "worker": "driver"})
         elif job.action == "skip":
-            manifest.write({"input": str(job.src.path), "output": str(job.dst), "status": "skipped",
-                            "error": "output exists (use --overwrite)", "seconds": 0.0, "worker": "driver"})
+            manifest.write({"input": str(job.src.path), "output": str(job.dst or ""), "status": "skipped",
+                            "error": job.problem or "output exists (use --overwrite)", "seconds": 0.0,
+                            "worker": "driver"})
     run = [(str(j.src.path), str(j.dst)) for j in jobs if j.action == "run"]
     actor_args = dict(weights=weights, device=args.device, precision=args.precision, tile=args.tile,
                       backend=args.backend, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)

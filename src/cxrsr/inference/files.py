@@ -98,15 +98,22 @@ def plan_jobs(
     suffix: str = "_x4",
     overwrite: bool = False,
 ) -> list[Job]:
-    """Name each output ``OUTDIR/<sub-folder>/<stem><suffix>.<ext>`` and decide whether to run, skip or refuse."""
-    input_keys = {i.path.resolve() for i in inputs}
+    """Name each output ``OUTDIR/<sub-folder>/<stem><suffix>.<ext>`` and decide whether to run, skip or refuse.
+
+    When the output folder is an input folder, the outputs of an earlier run sit among the inputs: an input
+    that is the output another input would get is skipped, never upscaled again (no ``_x4_x4``)."""
+    named = [(item, outdir / item.relative_dir / f"{item.path.stem}{suffix}{OUTPUT_FORMATS[fmt or default_format(item.path)]}")
+             for item in inputs]
+    earlier_outputs = {dst.resolve(): item.path for item, dst in named if dst.resolve() != item.path.resolve()}
+    input_keys = {i.path.resolve() for i in inputs} - set(earlier_outputs)
     claimed: dict[Path, Path] = {}
     jobs = []
-    for item in inputs:
-        out_fmt = fmt or default_format(item.path)
-        dst = outdir / item.relative_dir / f"{item.path.stem}{suffix}{OUTPUT_FORMATS[out_fmt]}"
+    for item, dst in named:
         key = dst.resolve()
-        if key in input_keys:
+        if item.path.resolve() in earlier_outputs:
+            jobs.append(Job(item, None, "skip", f"{item.path} is the output of {earlier_outputs[item.path.resolve()]}; "
+                                                "not upscaled again"))
+        elif key in input_keys:
             jobs.append(Job(item, None, "fail", f"output {dst} would overwrite an input file; use --suffix or another -o"))
         elif key in claimed:
             jobs.append(Job(item, None, "fail", f"output {dst} is also the output of {claimed[key]}; use --suffix"))

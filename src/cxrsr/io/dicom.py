@@ -91,7 +91,26 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> tuple[np.ndarray, DicomSource]:
-    """Return the image as float32 in [0, 1] (display polarity) and the source record."""
+    """Return the image as float32 in [0, 1] (display polarity) and the source record.
+
+    pydicom decodes each data element when it is first used, so a damaged element can raise anywhere
+    below: whatever it raises becomes one InputFileError naming the file."""
+    centre_width = parse_window(window)  # a bad window is the caller's error, raised as ValueError
+    try:
+        return _read_dicom(path, centre_width)
+    except InputFileError:
+        raise
+    except MemoryError:
+        raise InputFileError(path, "not enough memory to decode this DICOM file") from None
+    except Exception as exc:
+        raise InputFileError(path, f"corrupt DICOM data ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:160]
+
+
+def _read_dicom(path: Path, centre_width: tuple[float, float] | None) -> tuple[np.ndarray, DicomSource]:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
@@ -127,7 +146,6 @@ def read_dicom(path: Path, window: str | tuple[float, float] | None = None) -> t
     if stored.ndim != 2:
         raise InputFileError(path, f"pixel data has shape {stored.shape}; one 2-D greyscale frame expected")
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    centre_width = parse_window(window)
     if centre_width is None:
         low, high = float(values.min()), float(values.max())
     else:

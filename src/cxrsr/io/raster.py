@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,8 @@ def read_raster(path: Path, kind: str = "pillow") -> tuple[np.ndarray, str]:
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet("PIL"):
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": damage is reported below
             # X-rays are large: accept up to MAX_PIXELS (Pillow's own hard limit) without a warning; the size
             # is checked from the header below before anything is decoded.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -89,6 +91,19 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         raise InputFileError(path, f"corrupt or truncated image data ({_short(exc)})") from None
 
 
+@contextmanager
+def _quiet(logger: str):
+    """Keep a decoding library's own log records about a damaged file off the console: the one-line
+    InputFileError (or the image) is the answer."""
+    log_ = logging.getLogger(logger)
+    level = log_.level
+    log_.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log_.setLevel(level)
+
+
 def _png_colour_16bit(image: Image.Image) -> bool:
     """True for a PNG whose header says 16 bits per sample in colour (Pillow reduces those to 8 bits)."""
     try:
@@ -100,6 +115,11 @@ def _png_colour_16bit(image: Image.Image) -> bool:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    with _quiet("tifffile"):
+        return _decode_tiff(path)
+
+
+def _decode_tiff(path: Path) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
             if len(tif.series) == 0 or len(tif.pages) == 0:
@@ -132,12 +152,19 @@ def _read_tiff(path: Path) -> np.ndarray:
             array = _photometric(path, array, axes, page)
             if int(page.photometric) == 3:
                 axes += "S"  # palette indices became colour samples
+            return _as_image(path, array, axes)
     except InputFileError:
         raise
     except MemoryError:
         raise InputFileError(path, "not enough memory to decode this TIFF") from None
     except Exception as exc:  # tifffile raises many exception kinds for damaged files
         raise InputFileError(path, f"corrupt or unreadable TIFF ({_short(exc)})") from None
+
+
+def _as_image(path: Path, array: np.ndarray, axes: str) -> np.ndarray:
+    """A decoded TIFF series as (H, W) or (H, W, samples) in a dtype the upscaler takes."""
+    if array.size == 0:
+        raise InputFileError(path, f"TIFF image has no pixels (shape {array.shape})")
     keep = [i for i, a in enumerate(axes) if a in "YXS"]
     array = array.reshape([array.shape[i] for i in keep]) if len(keep) < array.ndim else array
     axes = "".join(axes[i] for i in keep)
