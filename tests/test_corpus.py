@@ -106,3 +106,32 @@ def test_long_names_fit_their_temporary_names(cli_run):
     (name,) = [n for n in outcomes if n.startswith("nnnn")]
     # 243 bytes fit the 255-byte limit; ".<name>.<random>.part" beside it would not, unless shortened
     assert outcomes[name].result == "ok" and len(Path(name).stem + "_x4.png") == 243
+
+
+def test_server_answers_every_case_without_a_server_error(corpus):
+    """Every regular file of the corpus uploaded to `cxrsr serve`'s /api/upscale: a PNG back, or a 4xx
+    with a one-line reason that holds no path; never a 500, and the server stays up."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from cxrsr.serve import ServeConfig, create_app
+
+    folder, cases, _ = corpus
+    config = ServeConfig(model="cxr-fidelity", device="cpu", max_upload_mb=8, max_pixels=512 * 512, queue_size=2)
+    answers = {}
+    with TestClient(create_app(config)) as client:
+        for case in cases:
+            path = folder / case.name
+            if path.is_symlink() or not path.is_file():
+                continue
+            response = client.post("/api/upscale", data={"format": "png"},
+                                   files={"file": ("upload", path.read_bytes(), "application/octet-stream")})
+            answers[case.name] = response.status_code
+            if response.status_code == 200:
+                assert response.content.startswith(b"\x89PNG"), case.name
+            else:
+                reason = response.json()["error"]
+                assert "\n" not in reason and str(folder) not in reason and "/tmp" not in reason, reason
+        assert client.get("/api/health").json()["status"] == "ok"
+    assert set(answers.values()) <= {200, 413, 415, 422}, {ascii(n): s for n, s in answers.items() if s >= 500}
+    assert sum(s == 200 for s in answers.values()) > 50 and sum(s != 200 for s in answers.values()) > 40
