@@ -148,14 +148,29 @@ def upscale_file(
     src, dst = Path(src), Path(dst)
     if dst.exists() and _same_file(src, dst):
         raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
-    fmt = fmt or format_for_suffix(dst.suffix) or default_format(src)
     image = read_image(src, window=window)
+    return write_upscaled(upscaler, image, dst, fmt=fmt, tile=tile, strip_metadata=strip_metadata, progress=progress)
+
+
+def write_upscaled(
+    upscaler: Upscaler,
+    image: LoadedImage,
+    dst: str | Path,
+    fmt: str | None = None,
+    tile: int | str | None = None,
+    strip_metadata: bool = False,
+    progress=None,
+) -> Path:
+    """Upscale an image already read by :func:`~cxrsr.io.read_image` and write ``dst`` atomically (see
+    :func:`upscale_file`, which reads and calls this)."""
+    dst = Path(dst)
+    fmt = fmt or format_for_suffix(dst.suffix) or default_format(image.path)
     if fmt == "dcm" and image.dicom is None:
-        raise InputFileError(src, "DICOM output needs a DICOM input (its patient and study attributes); "
-                                  "use --format png or tiff")
+        raise InputFileError(image.path, "DICOM output needs a DICOM input (its patient and study attributes); "
+                                         "use --format png or tiff")
     if fmt == "dcm" and int(image.dicom.dataset.get("BitsAllocated", 16)) == 1:
-        raise InputFileError(src, "a 1-bit DICOM (Bits Allocated 1) cannot hold an upscaled greyscale image; "
-                                  "use --format png or tiff")
+        raise InputFileError(image.path, "a 1-bit DICOM (Bits Allocated 1) cannot hold an upscaled greyscale "
+                                         "image; use --format png or tiff")
     sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
     dst.parent.mkdir(parents=True, exist_ok=True)
     description = derivation_description(upscaler)

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..inference import Upscaler
-from ..io import InputFileError, read_image
+from ..io import InputFileError, LoadedImage, read_image
 from ..io.dicom import parse_window
 from ..weights import DEFAULT_WEIGHTS, WeightsError, available_weights, load_state_dict, resolve_weights
 from .config import ServeConfig
@@ -149,17 +149,17 @@ def create_app(config: ServeConfig) -> FastAPI:
             out.append(entry)
         return {"models": out, "default": default_model}
 
-    async def receive(file: UploadFile, folder: Path, window: str | None) -> Path:
-        """Store the upload, check its size from the header, then decode it once outside the model's queue, so
-        that a truncated or corrupt file is answered 422 at once and never waits for (or fills) the queue."""
+    async def receive(file: UploadFile, folder: Path, window: str | None) -> LoadedImage:
+        """Store the upload, check its size from the header, then decode it once, outside the model's queue, so
+        that a truncated or corrupt file is answered 422 at once and never waits for (or fills) the queue. The
+        decoded image is what the queued job upscales."""
         data = await file.read()
         path = store_upload(data, folder)
         check_pixels(path, config.max_pixels)
         try:
-            await run_in_threadpool(read_image, path, window)
+            return await run_in_threadpool(read_image, path, window)
         except InputFileError as exc:
             raise RequestError(422, exc.reason) from None
-        return path
 
     @app.post("/api/upscale", responses={200: {"content": {m: {} for m in MEDIA.values()}}})
     async def upscale(file: UploadFile = File(...), model: str | None = Form(None), format: str = Form("png"),
@@ -170,11 +170,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         start, rid = time.perf_counter(), uuid.uuid4().hex[:8]
         with tempfile.TemporaryDirectory(prefix="cxrsr-serve-") as tmp:
             win = window_option(window)
-            src = await receive(file, Path(tmp), win)
-            if format == "dcm" and src.suffix != ".dcm":
+            image = await receive(file, Path(tmp), win)
+            if format == "dcm" and image.dicom is None:
                 raise RequestError(422, "DICOM output needs a DICOM input; ask for png or tiff")
-            body = await queue.run(lambda: upscale_to_bytes(upscaler(model), src, Path(tmp), format, win))
-        log.info("upscale %s: %s in, %d bytes %s out, %.2f s", rid, src.suffix, len(body), format,
+            body = await queue.run(lambda: upscale_to_bytes(upscaler(model), image, Path(tmp), format))
+        log.info("upscale %s: %s in, %d bytes %s out, %.2f s", rid, image.format, len(body), format,
                  time.perf_counter() - start)
         name = download_name(file.filename, EXT[format])
         return Response(body, media_type=MEDIA[format], headers={
@@ -187,9 +187,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         start, rid = time.perf_counter(), uuid.uuid4().hex[:8]
         with tempfile.TemporaryDirectory(prefix="cxrsr-serve-") as tmp:
             win = window_option(window)
-            src = await receive(file, Path(tmp), win)
-            result = await queue.run(lambda: compare_arrays(upscaler(model), src, win, config.max_view_pixels))
-        log.info("compare %s: %s in, %.2f s", rid, src.suffix, time.perf_counter() - start)
+            image = await receive(file, Path(tmp), win)
+            result = await queue.run(lambda: compare_arrays(upscaler(model), image, config.max_view_pixels))
+        log.info("compare %s: %s in, %.2f s", rid, image.format, time.perf_counter() - start)
         return result
 
     static = resources.files(__package__) / "static"

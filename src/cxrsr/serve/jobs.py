@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from ..data.degrade import resize_float
-from ..inference.files import derivation_description, upscale_file
-from ..io import InputFileError, read_image
+from ..inference.files import derivation_description, write_upscaled
+from ..io import InputFileError
 from ..io.image import LoadedImage
 from ..io.probe import sniff
 
@@ -126,27 +126,23 @@ class InferenceQueue:
 # ---------------------------------------------------------------------------------------------------- work
 
 
-def upscale_to_bytes(upscaler, src: Path, folder: Path, fmt: str, window: str | None) -> bytes:
+def upscale_to_bytes(upscaler, image: LoadedImage, folder: Path, fmt: str) -> bytes:
     """The CLI's per-file step (bit depth kept, derived DICOM, derived-image note), into memory."""
     dst = folder / f"result.{'tif' if fmt == 'tiff' else fmt}"
     try:
-        upscale_file(upscaler, src, dst, fmt=fmt, window=window)
+        write_upscaled(upscaler, image, dst, fmt=fmt)
     except InputFileError as exc:
         raise RequestError(422, exc.reason) from None
     return dst.read_bytes()
 
 
-def compare_arrays(upscaler, src: Path, window: str | None, max_view_pixels: int) -> dict:
+def compare_arrays(upscaler, image: LoadedImage, max_view_pixels: int) -> dict:
     """Input, bicubic x4 and cxrsr x4 as grey uint16 in one scale (display polarity), for the viewer."""
-    try:
-        image = read_image(src, window=window)
-        h, w = image.array.shape[:2]
-        if w * h > max_view_pixels:
-            raise RequestError(422, f"the viewer shows images up to {max_view_pixels} input pixels; this one is "
-                                    f"{w}x{h} (use /api/upscale or the command line for it)")
-        sr = upscaler.upscale_array(image.array, tile="auto")
-    except InputFileError as exc:
-        raise RequestError(422, exc.reason) from None
+    h, w = image.array.shape[:2]
+    if w * h > max_view_pixels:
+        raise RequestError(422, f"the viewer shows images up to {max_view_pixels} input pixels; this one is "
+                                f"{w}x{h} (use /api/upscale or the command line for it)")
+    sr = upscaler.upscale_array(image.array, tile="auto")
     lo, hi = _value_range(image)
     grey_in, grey_sr = _grey(image.array), _grey(sr)
     bicubic = np.clip(resize_float(grey_in, w * upscaler.scale, h * upscaler.scale), lo, hi)
