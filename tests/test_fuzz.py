@@ -158,6 +158,7 @@ def check_one(path: Path, data: bytes) -> None:
 REGRESSIONS: list[tuple[str, list, str]] = [
     ("tiff", [("flip", 38, 1)], "tiff-zero-size-image-ValueError"),
     ("dicom", [("flip", 28020, 0)], "dicom-unknown-VR-NotImplementedError"),
+    ("dicom", [("delete", 254, 14), ("delete", 254, 64)], "dicom-transfer-syntax-garbage-in-a-two-line-error"),
     ("tiff", [("flip", 4, 0)], "tiff-first-IFD-moved-reshape-ValueError"),
     ("tiff-zlib", [("flip", 4, 0)], "tiff-zlib-first-IFD-moved-reshape-ValueError"),
 ]

@@ -199,6 +199,8 @@ def _check_header(path: Path, ds) -> int:
 def _decode_failure(ds, exc: Exception) -> str:
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     name = getattr(syntax, "name", None) or "this transfer syntax"
+    if syntax is not None and not getattr(syntax, "is_transfer_syntax", False):
+        name = f"an unknown transfer syntax ({str(syntax)[:64]!r})"  # damaged or private: quoted, not trusted
     text = str(exc).lower()
     if isinstance(exc, (NotImplementedError, RuntimeError)) and ("plugin" in text or "decod" in text or "handler" in text):
         hint = "JPEG 2000 needs the MIT-licensed decoders cxrsr installs: pip install pylibjpeg pylibjpeg-openjpeg"
