@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,17 +92,30 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         raise InputFileError(path, f"corrupt or truncated image data ({_short(exc)})") from None
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth: dict[str, tuple[int, int]] = {}  # logger name -> (readers inside, level to restore)
+
+
 @contextmanager
 def _quiet(logger: str):
     """Keep a decoding library's own log records about a damaged file off the console: the one-line
-    InputFileError (or the image) is the answer."""
-    log_ = logging.getLogger(logger)
-    level = log_.level
-    log_.setLevel(logging.CRITICAL)
+    InputFileError (or the image) is the answer. Safe with several reading threads (cxrsr serve): the
+    level is restored when the last reader leaves."""
+    target = logging.getLogger(logger)
+    with _quiet_lock:
+        depth, level = _quiet_depth.get(logger, (0, target.level))
+        _quiet_depth[logger] = (depth + 1, level)
+        target.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        log_.setLevel(level)
+        with _quiet_lock:
+            depth, level = _quiet_depth[logger]
+            if depth == 1:
+                del _quiet_depth[logger]
+                target.setLevel(level)
+            else:
+                _quiet_depth[logger] = (depth - 1, level)
 
 
 def _png_colour_16bit(image: Image.Image) -> bool:
