@@ -5,7 +5,7 @@ The property: ``read_image`` either returns an image the upscaler can take (uint
 Any other exception, or an example running over ``SECONDS_PER_EXAMPLE``, is a bug. The server's header check
 (``check_pixels``) is held to the same rule with its own ``RequestError``.
 
-CI runs ``CXRSR_FUZZ_EXAMPLES`` (default 1000) examples per seed file, six seeds. A longer run:
+CI runs ``CXRSR_FUZZ_EXAMPLES`` (default 3000) examples per seed file, six seeds. A longer run:
 
     CXRSR_FUZZ_EXAMPLES=20000 python -m pytest -q tests/test_fuzz.py      (or: make fuzz)
 
@@ -31,7 +31,7 @@ from conftest import CXR, require
 from cxrsr.io import InputFileError, read_image
 from cxrsr.serve.jobs import RequestError, check_pixels
 
-EXAMPLES = int(os.environ.get("CXRSR_FUZZ_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("CXRSR_FUZZ_EXAMPLES", "3000"))
 SECONDS_PER_EXAMPLE = 10
 SEEDS = ("png8", "png16", "jpeg", "tiff", "tiff-zlib", "dicom")
 SUFFIX = {"png8": ".png", "png16": ".png", "jpeg": ".jpg", "tiff": ".tif", "tiff-zlib": ".tif", "dicom": ".dcm"}
@@ -180,7 +180,7 @@ def test_unmutated_seeds_read(seeds, tmp_path, seed):
 def test_mutated_files_never_break_a_reader(seeds, tmp_path, seed):
     path = tmp_path / f"fuzz{SUFFIX[seed]}"
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 1000,
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 3000,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(ops=mutations)
     def run(ops):
