@@ -21,10 +21,11 @@ import hashlib
 import io
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -631,15 +632,8 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
     command = [python, "-m", "cxrsr", "upscale", str(folder), *explicit, "-o", str(outdir), "--weights", weights,
                "--tile", "256", *extra_args]
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(command, capture_output=True, timeout=CLI_SECONDS + 2 * len(cases))
-        status, stderr = proc.returncode, proc.stderr.decode("utf-8", "backslashreplace")
-        stdout = proc.stdout.decode("utf-8", "backslashreplace")
-    except subprocess.TimeoutExpired as exc:
-        status, stderr = None, (exc.stderr or b"").decode("utf-8", "backslashreplace")
-        stdout = (exc.stdout or b"").decode("utf-8", "backslashreplace")
+    status, stdout, stderr, peak_rss = run_measured(command, CLI_SECONDS + 2 * len(cases))
     seconds = time.perf_counter() - start
-    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # largest child process so far
     after = snapshot(folder)
     lines = [line for line in stderr.splitlines() if line.startswith("cxrsr: error:")]
     produced = {p.name for p in outdir.rglob("*") if p.is_file()} if outdir.exists() else set()
@@ -684,6 +678,31 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
     if summary["traceback"]:
         summary["problems"].append("a traceback was printed")
     return outcomes, summary
+
+
+def run_measured(command: list[str], timeout: float) -> tuple[int | None, str, str, int]:
+    """Run ``command``; return its exit status (None when killed at ``timeout``), stdout, stderr and the peak
+    resident memory of that process alone, in bytes (from wait4, not the whole family of children)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err)
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        out.seek(0)
+        err.seek(0)
+        status = None if killed.is_set() else proc.returncode
+        return (status, out.read().decode("utf-8", "backslashreplace"), err.read().decode("utf-8", "backslashreplace"),
+                usage.ru_maxrss * 1024)
 
 
 def _output_problems(src: Path, dst: Path) -> list[str]:
