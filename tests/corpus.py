@@ -24,8 +24,6 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -629,10 +627,10 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
     and judge every case by the CLI's rules. Returns the outcomes and a summary of the run."""
     before = snapshot(folder)
     explicit = [str(folder / c.name) for c in cases if c.explicit]
-    command = [python, "-m", "cxrsr", "upscale", str(folder), *explicit, "-o", str(outdir), "--weights", weights,
+    command = ["upscale", str(folder), *explicit, "-o", str(outdir), "--weights", weights,
                "--tile", "256", *extra_args]
     start = time.perf_counter()
-    status, stdout, stderr, peak_rss = run_measured(command, CLI_SECONDS + 2 * len(cases))
+    status, stdout, stderr, peak_rss = run_measured(command, CLI_SECONDS + 2 * len(cases), python)
     seconds = time.perf_counter() - start
     after = snapshot(folder)
     lines = [line for line in stderr.splitlines() if line.startswith("cxrsr: error:")]
@@ -680,29 +678,35 @@ def check_cli(folder: Path, cases: list[Case], outdir: Path, weights: str, pytho
     return outcomes, summary
 
 
-def run_measured(command: list[str], timeout: float) -> tuple[int | None, str, str, int]:
-    """Run ``command``; return its exit status (None when killed at ``timeout``), stdout, stderr and the peak
-    resident memory of that process alone, in bytes (from wait4, not the whole family of children)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err)
-        killed = threading.Event()
+# `cxrsr upscale` with its own peak resident memory printed last: VmHWM of the process after exec. (The
+# rusage of a child also counts the memory of the process it was forked from, here the whole test run.)
+_CLI = r"""
+import sys
+from cxrsr.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    try:
+        with open("/proc/self/status") as f:
+            peak = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), -1)
+    except OSError:
+        peak = -1
+    print(f"peak-rss-bytes {peak}", file=sys.stderr)
+sys.exit(code)
+"""
 
-        def kill() -> None:
-            killed.set()
-            proc.kill()
 
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            _, wait_status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(wait_status)
-        out.seek(0)
-        err.seek(0)
-        status = None if killed.is_set() else proc.returncode
-        return (status, out.read().decode("utf-8", "backslashreplace"), err.read().decode("utf-8", "backslashreplace"),
-                usage.ru_maxrss * 1024)
+def run_measured(command: list[str], timeout: float, python: str = sys.executable) -> tuple[int | None, str, str, int]:
+    """Run ``command`` (arguments of ``cxrsr``); return its exit status (None when killed at ``timeout``),
+    stdout, stderr and its peak resident memory in bytes (-1 where /proc is missing)."""
+    try:
+        proc = subprocess.run([python, "-c", _CLI, *command], capture_output=True, timeout=timeout)
+        status, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        status, out, err = None, exc.stdout or b"", exc.stderr or b""
+    stderr = err.decode("utf-8", "backslashreplace")
+    peaks = [int(line.split()[1]) for line in stderr.splitlines() if line.startswith("peak-rss-bytes ")]
+    return status, out.decode("utf-8", "backslashreplace"), stderr, peaks[-1] if peaks else -1
 
 
 def _output_problems(src: Path, dst: Path) -> list[str]:
