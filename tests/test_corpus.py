@@ -135,3 +135,16 @@ def test_server_answers_every_case_without_a_server_error(corpus):
         assert client.get("/api/health").json()["status"] == "ok"
     assert set(answers.values()) <= {200, 413, 415, 422}, {ascii(n): s for n, s in answers.items() if s >= 500}
     assert sum(s == 200 for s in answers.values()) > 50 and sum(s != 200 for s in answers.values()) > 40
+
+
+def test_16_bit_colour_png_is_read_with_a_warning_naming_it(corpus, caplog):
+    """Pillow decodes 16-bit colour PNG at 8 bits: said once, naming the file; 16-bit grey is read whole."""
+    from cxrsr.io import read_image
+
+    folder, _, _ = corpus
+    with caplog.at_level("WARNING", logger="cxrsr.io.raster"):
+        assert read_image(folder / "fmt-grey16.png").array.dtype.name == "uint16"
+        assert not caplog.records
+        assert read_image(folder / "fmt-rgb16-png.png").array.shape[2] == 3
+    (record,) = caplog.records
+    assert str(folder / "fmt-rgb16-png.png") in record.getMessage() and "8 bits" in record.getMessage()

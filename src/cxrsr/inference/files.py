@@ -102,16 +102,17 @@ def plan_jobs(
 
     When the output folder is an input folder, the outputs of an earlier run sit among the inputs: an input
     that is the output another input would get is skipped, never upscaled again (no ``_x4_x4``)."""
-    named = [(item, outdir / item.relative_dir / f"{item.path.stem}{suffix}{OUTPUT_FORMATS[fmt or default_format(item.path)]}")
-             for item in inputs]
-    earlier_outputs = {dst.resolve(): item.path for item, dst in named if dst.resolve() != item.path.resolve()}
-    input_keys = {i.path.resolve() for i in inputs} - set(earlier_outputs)
+    named = []  # (input, its output, the output resolved, the input resolved): each path resolved once
+    for item in inputs:
+        dst = outdir / item.relative_dir / f"{item.path.stem}{suffix}{OUTPUT_FORMATS[fmt or default_format(item.path)]}"
+        named.append((item, dst, dst.resolve(), item.path.resolve()))
+    earlier_outputs = {key: item.path for item, _, key, src_key in named if key != src_key}
+    input_keys = {src_key for *_, src_key in named} - set(earlier_outputs)
     claimed: dict[Path, Path] = {}
     jobs = []
-    for item, dst in named:
-        key = dst.resolve()
-        if item.path.resolve() in earlier_outputs:
-            jobs.append(Job(item, None, "skip", f"{item.path} is the output of {earlier_outputs[item.path.resolve()]}; "
+    for item, dst, key, src_key in named:
+        if src_key in earlier_outputs:
+            jobs.append(Job(item, None, "skip", f"{item.path} is the output of {earlier_outputs[src_key]}; "
                                                 "not upscaled again"))
         elif key in input_keys:
             jobs.append(Job(item, None, "fail", f"output {dst} would overwrite an input file; use --suffix or another -o"))

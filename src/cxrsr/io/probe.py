@@ -18,7 +18,6 @@ from .errors import InputFileError
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
-TIFF_SUFFIXES = {".tif", ".tiff"}
 
 
 def sniff(head: bytes) -> str | None:

@@ -119,13 +119,9 @@ def _quiet(logger: str):
 
 
 def _png_colour_16bit(image: Image.Image) -> bool:
-    """True for a PNG whose header says 16 bits per sample in colour (Pillow reduces those to 8 bits)."""
-    try:
-        with open(image.filename, "rb") as f:
-            header = f.read(26)
-    except (OSError, TypeError):
-        return False
-    return len(header) == 26 and header[24] == 16 and header[25] in (2, 6)
+    """True for a PNG stored with 16 bits per colour sample (Pillow decodes those to 8 bits): its raw mode,
+    from the header Pillow has already parsed, is 'RGB;16B' or 'RGBA;16B'."""
+    return image.mode in ("RGB", "RGBA") and any(str(tile.args).endswith(";16B") for tile in image.tile)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
