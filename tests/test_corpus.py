@@ -148,3 +148,24 @@ def test_16_bit_colour_png_is_read_with_a_warning_naming_it(corpus, caplog):
         assert read_image(folder / "fmt-rgb16-png.png").array.shape[2] == 3
     (record,) = caplog.records
     assert str(folder / "fmt-rgb16-png.png") in record.getMessage() and "8 bits" in record.getMessage()
+
+
+def test_decoders_own_log_records_are_dropped_only_while_reading(corpus, caplog):
+    """tifffile and pydicom log about damaged files on their own; while cxrsr reads, its one-line error (or
+    its own warning naming the file) is the only word. Outside a read their records pass as before."""
+    import logging
+
+    from cxrsr.io import InputFileError, read_image
+
+    folder, cases, _ = corpus
+    with caplog.at_level(logging.DEBUG):
+        for case in cases:
+            if case.name.endswith((".tif", ".dcm")) and (folder / case.name).is_file():
+                try:
+                    read_image(folder / case.name)
+                except InputFileError:
+                    pass
+        assert not [r for r in caplog.records if r.name.split(".")[0] in ("tifffile", "pydicom")]
+        assert any(r.name == "cxrsr.io.dicom" and "dcm-pixels-long.dcm" in r.getMessage() for r in caplog.records)
+        logging.getLogger("tifffile").warning("outside a read")
+    assert caplog.records[-1].name == "tifffile"

@@ -24,6 +24,7 @@ from PIL import Image
 from .atomic import atomic_path
 from .errors import InputFileError
 from .probe import check_size, file_kind
+from .quiet import quiet
 
 if TYPE_CHECKING:  # pydicom is imported where it is used, to keep start-up quick
     from pydicom.dataset import Dataset
@@ -136,7 +137,7 @@ def _read_dicom(path: Path, centre_width: tuple[float, float] | None) -> tuple[n
         raise InputFileError(path, f"multi-frame DICOM ({frames} frames) is not supported; "
                                    "split it into single-frame files first")
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, quiet():
             warnings.simplefilter("always")
             stored = ds.pixel_array
     except Exception as exc:

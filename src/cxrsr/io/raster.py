@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .errors import InputFileError
 from .probe import check_size
+from .quiet import quiet
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def read_raster(path: Path, kind: str = "pillow") -> tuple[np.ndarray, str]:
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
     try:
-        with warnings.catch_warnings(), _quiet("PIL"):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": damage is reported below
             # X-rays are large: accept up to MAX_PIXELS (Pillow's own hard limit) without a warning; the size
             # is checked from the header below before anything is decoded.
@@ -92,32 +91,6 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         raise InputFileError(path, f"corrupt or truncated image data ({_short(exc)})") from None
 
 
-_quiet_lock = threading.Lock()
-_quiet_depth: dict[str, tuple[int, int]] = {}  # logger name -> (readers inside, level to restore)
-
-
-@contextmanager
-def _quiet(logger: str):
-    """Keep a decoding library's own log records about a damaged file off the console: the one-line
-    InputFileError (or the image) is the answer. Safe with several reading threads (cxrsr serve): the
-    level is restored when the last reader leaves."""
-    target = logging.getLogger(logger)
-    with _quiet_lock:
-        depth, level = _quiet_depth.get(logger, (0, target.level))
-        _quiet_depth[logger] = (depth + 1, level)
-        target.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            depth, level = _quiet_depth[logger]
-            if depth == 1:
-                del _quiet_depth[logger]
-                target.setLevel(level)
-            else:
-                _quiet_depth[logger] = (depth - 1, level)
-
-
 def _png_colour_16bit(image: Image.Image) -> bool:
     """True for a PNG stored with 16 bits per colour sample (Pillow decodes those to 8 bits): its raw mode,
     from the header Pillow has already parsed, is 'RGB;16B' or 'RGBA;16B'."""
@@ -125,7 +98,7 @@ def _png_colour_16bit(image: Image.Image) -> bool:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    with _quiet("tifffile"):
+    with quiet():
         return _decode_tiff(path)
 
 
