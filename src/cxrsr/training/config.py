@@ -44,7 +44,7 @@ class OptimConfig:
     ema_decay: float = 0.999  # 0 = no EMA
     # Learning-rate schedule: "plateau" (ReduceLROnPlateau on validation PSNR, the seed paper's) or "cosine"
     # (from lr to lr_min over the run's steps, a decay that is sure to happen: in a 4500-step CPU fine-tune the
-    # plateau schedule never fired, benchmarks/RESULTS.md).
+    # plateau schedule never fired, benchmarks/RESULTS.md) or "constant" (lr throughout, after the warm-up).
     schedule: str = "plateau"
     lr_min: float = 1e-6  # cosine's final learning rate
     # Linear warm-up of the learning rate over the first steps (cosine schedule): a stretch started from trained
@@ -62,6 +62,10 @@ class RunConfig:
     seed: int = 0
     steps_pretrain: int = 1000  # phase 1: generator only (pixel + perceptual + TV)
     steps_gan: int = 0  # phase 2: adversarial fine-tuning
+    # Stop the run once its training process has used this many CPU seconds (over all stretches of the run,
+    # validation included, the image preload not), then validate and checkpoint as at the last step: runs
+    # compared at equal CPU time. 0 = no limit; the step counts above still end the run if reached first.
+    cpu_budget_s: float = 0.0
     val_every: int = 200
     ckpt_every: int = 200
     log_every: int = 20

@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     total_steps = cfg.run.steps_pretrain + cfg.run.steps_gan
     sched_g = _scheduler(opt_g, cfg, total_steps)
     sched_d = _scheduler(opt_d, cfg, cfg.run.steps_gan)  # the discriminator trains in the adversarial phase only
-    per_step_schedule = cfg.optim.schedule == "cosine"
+    per_step_schedule = cfg.optim.schedule in ("cosine", "constant")
     amp_dtype = _amp_dtype(cfg.optim.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     perceptual = PerceptualLoss().to(device) if cfg.loss.perceptual_weight > 0 else None
@@ -260,6 +260,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if bar is not None:
                 bar.update(1)
 
+            if cfg.run.cpu_budget_s and _budget_spent(cpu_before + _cpu_seconds() - cpu0, cfg, distributed, device):
+                total_steps = step  # the budget is spent: this step is the run's last
             t_pause = time.perf_counter()
             if step % cfg.run.val_every == 0 or step == total_steps:
                 psnr_val = validate(ema.module if ema is not None else generator)
@@ -379,6 +381,14 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _budget_spent(cpu_seconds: float, cfg: TrainConfig, distributed: bool, device: torch.device) -> bool:
+    """Whether ``run.cpu_budget_s`` is spent; under DDP rank 0's clock decides for every rank."""
+    spent = torch.tensor([float(cpu_seconds >= cfg.run.cpu_budget_s)], device=device)
+    if distributed:
+        dist.broadcast(spent, 0)
+    return bool(spent.item())
+
+
 def _sigterm_as_interrupt():
     """Make SIGTERM (``kill``, a job scheduler's stop; background jobs ignore Ctrl-C's SIGINT) end the loop as
     Ctrl-C does, saving last.pt. Returns the previous handler, or None where signals cannot be set here."""
@@ -427,7 +437,10 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: 
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, horizon) / horizon))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"optim.schedule must be plateau or cosine, got {cfg.optim.schedule!r}")
+    if cfg.optim.schedule == "constant":  # after the warm-up, if any: runs of any length, and budgets in CPU time
+        warmup = cfg.optim.warmup_steps
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+    raise ValueError(f"optim.schedule must be plateau, cosine or constant, got {cfg.optim.schedule!r}")
 
 
 def _disc_config(generator: Generator):
