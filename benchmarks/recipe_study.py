@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("CXRSR_SHARED", ROOT.parent / "shared")).resolve()  # or --shared
 CXR = SHARED / "data" / "cxr"
 UPSTREAM = SHARED / "weights" / "swift_srgan_4x.pth.tar"
 
@@ -139,8 +139,12 @@ def main() -> None:
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "cxr_fidelity_cpu.toml")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "study")
     p.add_argument("--json", type=Path)
+    p.add_argument("--shared", type=Path, help="the shared data folder (default ../shared beside the checkout)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: train and score this variant
     args = p.parse_args()
+    if args.shared and args.shared.resolve() != SHARED:  # children read it from the environment at import
+        os.environ["CXRSR_SHARED"] = str(args.shared.resolve())
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
         run_variant(args.one, args.budget, args.out, args.config)
