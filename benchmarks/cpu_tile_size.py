@@ -18,6 +18,8 @@ import torch
 
 from cxrsr.inference.allocator import tune_cpu_allocator
 from cxrsr.inference.optimize import fold_batchnorm
+from cxrsr.inference.tiling import auto_tile_choice
+from cxrsr.inference.upscaler import DEFAULT_PAD
 from cxrsr.weights import load_generator, resolve_weights
 
 
@@ -35,6 +37,8 @@ def main() -> None:
     model, _ = load_generator(resolve_weights(args.weights))
     model = fold_batchnorm(model).to(memory_format=torch.channels_last)
     print(f"threads={torch.get_num_threads()} torch={torch.__version__} allocator={'tuned' if tuned else 'system'}")
+    print(auto_tile_choice(torch.device("cpu"), model.config.channels, model.config.scale, torch.float32,
+                           DEFAULT_PAD)[1])
     with torch.inference_mode():
         for s in args.sizes:
             x = torch.rand(1, 3, s, s).contiguous(memory_format=torch.channels_last)

@@ -38,3 +38,56 @@ def test_tiled_uint8_differs_by_at_most_one_level(upscaler, lr_xray):
 def test_auto_tile_size_is_bounded():
     size = auto_tile_size(torch.device("cpu"), 64, 4, torch.float32, pad=24)
     assert 64 <= size <= 2048 and size % 32 == 0
+
+
+def _fake_memory(monkeypatch, tmp_path, free_kb: int, cached_kb: int, available_kb: int, cgroup: dict | None = None):
+    from cxrsr.inference import tiling
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal:       24683584 kB\nMemFree:        {free_kb} kB\n"
+                       f"MemAvailable:   {available_kb} kB\nBuffers:          100000 kB\nCached:         {cached_kb} kB\n")
+    group = tmp_path / "cgroup"
+    group.mkdir(exist_ok=True)
+    for name, text in (cgroup or {}).items():
+        (group / name).write_text(text)
+    monkeypatch.setattr(tiling, "MEMINFO", meminfo)
+    monkeypatch.setattr(tiling, "CGROUP", group)
+    # the figure must come from the kernel's accounting, never from the free-pages count
+    monkeypatch.setattr(tiling.os, "sysconf", lambda name: pytest.fail(f"sysconf({name}) read"))
+
+
+def _forward_calls(upscaler, image) -> int:
+    calls = []
+    original = upscaler._forward
+    upscaler._forward = lambda batch: calls.append(tuple(batch.shape)) or original(batch)
+    try:
+        upscaler.upscale_array(image, tile="auto")
+    finally:
+        del upscaler._forward
+    return len(calls)
+
+
+def test_a_full_page_cache_does_not_shrink_the_automatic_tile(monkeypatch, tmp_path, upscaler, lr_xray):
+    # what a machine that has read a few gigabytes looks like: 3.6 GB free, 20 GB of page cache, 23 GB available
+    _fake_memory(monkeypatch, tmp_path, free_kb=3_600_000, cached_kb=20_000_000, available_kb=23_000_000)
+    assert auto_tile_size(torch.device("cpu"), 64, 4, torch.float32, pad=24) == 256
+    assert _forward_calls(upscaler, lr_xray) == 1  # a 256x256 image in one pass, as on a fresh machine
+
+
+def test_little_available_memory_still_gives_smaller_tiles(monkeypatch, tmp_path, upscaler, lr_xray):
+    _fake_memory(monkeypatch, tmp_path, free_kb=1_500_000, cached_kb=100_000, available_kb=1_600_000)
+    tile = auto_tile_size(torch.device("cpu"), 64, 4, torch.float32, pad=24)
+    assert 64 <= tile < 256
+    assert _forward_calls(upscaler, lr_xray) > 1
+
+
+def test_a_cgroup_limit_caps_the_available_memory(monkeypatch, tmp_path):
+    from cxrsr.inference import tiling
+
+    two_gb = 2 << 30
+    _fake_memory(monkeypatch, tmp_path, free_kb=3_600_000, cached_kb=20_000_000, available_kb=23_000_000,
+                 cgroup={"memory.max": f"{two_gb}\n", "memory.current": f"{1 << 30}\n",
+                         "memory.stat": f"anon 100\ninactive_file {512 << 20}\nactive_file 5\n"})
+    assert tiling.available_ram() == two_gb - ((1 << 30) - (512 << 20))
+    (tmp_path / "cgroup" / "memory.max").write_text("max\n")
+    assert tiling.available_ram() == 23_000_000 * 1024

@@ -61,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"input {args.size}x{args.size}", flush=True)
+    from ..inference.tiling import auto_tile_choice
+    from ..inference.upscaler import DEFAULT_PAD
+
+    # what `cxrsr upscale --tile auto` would cut an image into on this machine now (the timings below are
+    # whole-image passes)
+    tile, why = auto_tile_choice(device, model.config.channels, model.config.scale, torch.float32, DEFAULT_PAD)
+    print(why, flush=True)
     batch_sizes = tuple(args.batch_sizes or ((1, 4) if device.type == "cpu" else (1, 32)))
     results = run_benchmark(model, device, batch_sizes, args.size, args.repeats, pairs,
                             args.include_bf16_cpu, log=lambda m: print(m, flush=True),
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         extra = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": args.size,
                  "machine": platform.processor() or platform.machine(),
-                 "images": str(args.images) if args.images else None, "n_images": len(pairs or [])}
+                 "images": str(args.images) if args.images else None, "n_images": len(pairs or []),
+                 "auto_tile": tile, "auto_tile_reason": why}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(results_json(results, device, extra), indent=2) + "\n")
     failed = [r.path for r in results if r.error]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,20 +100,75 @@ def auto_tile_size(device: torch.device, channels: int, scale: int, dtype: torch
     """The largest tile core (input pixels per side, a multiple of 32) whose working memory fits a budget:
     half the free memory of a CUDA device, or a quarter of the available RAM (at most 4 GiB) elsewhere;
     on the CPU at most :data:`CPU_TILE`, the fastest size measured there."""
+    return auto_tile_choice(device, channels, scale, dtype, pad)[0]
+
+
+def auto_tile_choice(device: torch.device, channels: int, scale: int, dtype: torch.dtype,
+                     pad: int = 0) -> tuple[int, str]:
+    """:func:`auto_tile_size` and a line saying why: the memory figure it read and the budget it allowed."""
     per_pixel = channels * scale * scale * 6 * torch.finfo(dtype).bits // 8
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        budget = free // 2
+        budget, source = free // 2, f"half of the device's {free / 2**30:.1f} GiB free"
     else:
-        budget = min(_available_ram() // 4, 4 << 30)
+        available = available_ram()
+        budget = min(available // 4, 4 << 30)
+        source = f"a quarter of {available / 2**30:.1f} GiB available RAM, at most 4 GiB"
     side = (int((budget / per_pixel) ** 0.5) - 2 * pad) // 32 * 32
     if device.type == "cpu":
         side = min(side, CPU_TILE)
-    return max(MIN_TILE, min(MAX_TILE, side))
+    tile = max(MIN_TILE, min(MAX_TILE, side))
+    return tile, f"automatic tile {tile} input pixels (+{pad} context): budget {budget / 2**30:.2f} GiB, {source}"
 
 
-def _available_ram() -> int:
+#: Where Linux states its memory figures; tests point these at fakes.
+MEMINFO = Path("/proc/meminfo")
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def available_ram() -> int:
+    """Bytes of RAM this process can use without swapping: what the kernel calls available (free memory plus
+    the page cache and other memory it can reclaim, /proc/meminfo's MemAvailable), capped by the container's
+    cgroup v2 limit where one is set. Free memory alone (MemFree) would count the page cache as used: on a
+    machine that has read a few gigabytes of files it is a fraction of what is available, and the automatic
+    tile size would cut a 256x256 image into nine tiles. Elsewhere psutil's figure, where it is installed, then
+    the free physical pages, then 4 GiB."""
+    available = _meminfo_available()
+    if available is None:
+        try:
+            import psutil
+
+            available = int(psutil.virtual_memory().available)
+        except ImportError:
+            try:
+                available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                available = 4 << 30
+    limit = _cgroup_headroom()
+    return min(available, limit) if limit is not None else available
+
+
+def _meminfo_available() -> int | None:
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_headroom() -> int | None:
+    """A cgroup v2 memory limit minus what the group uses beyond its reclaimable file cache, or None."""
+    try:
+        limit_text = (CGROUP / "memory.max").read_text().strip()
+        if limit_text == "max":
+            return None
+        used = int((CGROUP / "memory.current").read_text())
+        inactive_file = 0
+        for line in (CGROUP / "memory.stat").read_text().splitlines():
+            if line.startswith("inactive_file "):
+                inactive_file = int(line.split()[1])
+        return max(0, int(limit_text) - max(0, used - inactive_file))
+    except (OSError, ValueError):
+        return None
