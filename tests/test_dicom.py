@@ -47,7 +47,7 @@ def round_trip(path, tmp_path, window=None):
     values = values_from_unit(nearest_x4(unit), source, 4)
     stored = stored_from_values(values, source.dataset)
     out = tmp_path / "out.dcm"
-    write_dicom(out, derived_dataset(source, stored, 4, "test derivation"))
+    write_dicom(out, derived_dataset(source, stored, 4, "test derivation", weights="test"))
     return source, out
 
 
@@ -75,11 +75,40 @@ def test_pixel_round_trip_and_derived_attributes(name, tmp_path):
     ref = ds.SourceImageSequence[0]
     assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID and ref.ReferencedSOPClassUID == src.SOPClassUID
     assert ds.SeriesNumber != src.get("SeriesNumber") and "x4" in ds.SeriesDescription
+    assert "not for diagnosis" in ds.SeriesDescription and len(ds.SeriesDescription) <= 64
+    purpose = ref.PurposeOfReferenceCodeSequence[0]
+    assert (purpose.CodeValue, purpose.CodingSchemeDesignator) == ("121322", "DCM")
+    code = ds.DerivationCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("113085", "DCM", "Spatial resampling")
+    equipment = ds.ContributingEquipmentSequence[-1]
+    assert equipment.Manufacturer == "cxrsr" and any("weights test" in v for v in equipment.SoftwareVersions)
+    code = equipment.PurposeOfReferenceCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("Newcode1", "99IHE",
+                                                                             "Processing Algorithm")
+    assert ds.get("BurnedInAnnotation") == src.get("BurnedInAnnotation")
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
         if key in src:
             assert np.allclose([float(v) for v in ds[key].value], [float(v) / 4 for v in src[key].value], atol=1e-6)
     assert dciodvfy_errors(out) <= dciodvfy_errors(path)
     assert sha(path) == before
+
+
+def test_derived_uids_are_deterministic(tmp_path):
+    """The same input and weights give the same UIDs (a repeat delivery replaces, never duplicates); other
+    weights give others; every instance of one source series lands in one derived series."""
+    unit, source = read_dicom(pydicom_file("CT_small.dcm"))
+    stored = stored_from_values(values_from_unit(nearest_x4(unit), source, 4), source.dataset)
+    a = derived_dataset(source, stored, 4, "d", weights="w1")
+    b = derived_dataset(source, stored, 4, "d", weights="w1")
+    c = derived_dataset(source, stored, 4, "d", weights="w2")
+    assert (a.SOPInstanceUID, a.SeriesInstanceUID) == (b.SOPInstanceUID, b.SeriesInstanceUID)
+    assert a.SOPInstanceUID != c.SOPInstanceUID and a.SeriesInstanceUID != c.SeriesInstanceUID
+    sibling = source.dataset.copy()
+    sibling.SOPInstanceUID = "1.2.3.4.5"
+    source.dataset = sibling
+    d = derived_dataset(source, stored, 4, "d", weights="w1")
+    assert d.SeriesInstanceUID == a.SeriesInstanceUID and d.SOPInstanceUID != a.SOPInstanceUID
+    assert a.SOPInstanceUID == a.file_meta.MediaStorageSOPInstanceUID
 
 
 def test_ct_position_moves_to_the_first_output_pixel_centre(tmp_path):
@@ -126,17 +155,17 @@ def test_multiframe_and_missing_decoder_are_refused_clearly(tmp_path):
     frames = np.zeros((3, 8, 8), np.uint16)
     with pytest.raises(InputFileError, match="multi-frame DICOM \\(3 frames\\)"):
         read_image(dicom_with_pixels(tmp_path / "multi.dcm", frames))
-    # JPEG-LS needs a GPL decoder that cxrsr does not install
-    path = dicom_with_pixels(tmp_path / "jls.dcm", np.zeros((8, 8), np.uint16))
+    # JPEG lossless needs a GPL decoder that cxrsr does not install
+    path = dicom_with_pixels(tmp_path / "jpll.dcm", np.zeros((8, 8), np.uint16))
     ds = pydicom.dcmread(path)
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.80"
-    ds.PixelData = encapsulate([b"\xff\xd8not-really-jpeg-ls\xff\xd9"])
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.70"
+    ds.PixelData = encapsulate([b"\xff\xd8not-really-jpeg\xff\xd9"])
     ds["PixelData"].VR = "OB"
-    ds.save_as(tmp_path / "jls.dcm", enforce_file_format=True)
+    ds.save_as(tmp_path / "jpll.dcm", enforce_file_format=True)
     with pytest.raises(InputFileError) as info:
-        read_image(tmp_path / "jls.dcm")
+        read_image(tmp_path / "jpll.dcm")
     message = str(info.value)
-    assert "jls.dcm" in message and "JPEG-LS" in message and "pylibjpeg-libjpeg" in message
+    assert "jpll.dcm" in message and "JPEG Lossless" in message and "pylibjpeg-libjpeg" in message
 
 
 def test_cli_dicom_out_on_jpeg2000_copies(tiny_weights, tmp_path, capsys, caplog):

@@ -178,7 +178,8 @@ def write_upscaled(
     if fmt == "dcm":
         values = values_from_unit(sr, image.dicom, upscaler.scale)
         stored = stored_from_values(values, image.dicom.dataset)
-        write_dicom(dst, derived_dataset(image.dicom, stored, upscaler.scale, description))
+        write_dicom(dst, derived_dataset(image.dicom, stored, upscaler.scale, description,
+                                         weights=Path(upscaler.weights_name).name))
         return dst
     text = None if strip_metadata else {"Software": f"cxrsr {__version__}", "Description": description}
     return write_image(output_array(image, sr, fmt), dst, fmt, text=text)

@@ -2,8 +2,14 @@
 
 Reading: stored values -> modality LUT (slope/intercept or LUT) -> a window -> [0, 1], MONOCHROME1 inverted
 so that bone is bright, as the network was trained. Writing: the inverse, into a new derived instance that
-keeps the patient and study, gets new SOP Instance and Series Instance UIDs, 4x Rows/Columns, pixel
-spacings divided by 4, DERIVED\\SECONDARY, a Derivation Description and a Source Image Sequence.
+keeps the patient and study modules, the bit depth and pixel representation; gets 4x Rows/Columns, pixel
+spacings divided by 4, DERIVED\\SECONDARY, a Derivation Description, Source Image and Derivation Code
+Sequences, and a Contributing Equipment Sequence naming cxrsr, its version and the weights (IHE AI Results).
+
+Its SOP Instance and Series Instance UIDs are derived from the source's UIDs, the scale and the weights name:
+the same input upscaled with the same weights always gets the same UIDs, so a repeated delivery replaces the
+earlier copy in a PACS instead of duplicating it, and all instances of one source series land in one derived
+series.
 
 Tag values are patient data: nothing here logs or prints them.
 """
@@ -46,6 +52,15 @@ SPACING_KEYWORDS = (
 #: Attributes that describe the old pixel matrix and would be wrong after resampling.
 _STALE_KEYWORDS = ("IconImageSequence", "SmallestImagePixelValue", "LargestImagePixelValue",
                    "PixelPaddingRangeLimit", "RedPaletteColorLookupTableData")
+
+#: Series Description of every derived series (LO, at most 64 characters).
+SERIES_DESCRIPTION = "Super-resolved x{scale} by cxrsr - not for diagnosis"
+
+#: Codes of the derivation (DICOM CID 7202 / 7203) and of the contributing equipment's purpose: IHE AI Results
+#: names an algorithm that made an instance with this code until DICOM assigns one.
+SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
+DERIVATION_CODE = ("113085", "DCM", "Spatial resampling")
+PROCESSING_ALGORITHM = ("Newcode1", "99IHE", "Processing Algorithm")
 
 
 @dataclass
@@ -205,12 +220,14 @@ def _decode_failure(ds, exc: Exception) -> str:
     text = str(exc).lower()
     if isinstance(exc, (NotImplementedError, RuntimeError)) and ("plugin" in text or "decod" in text or "handler" in text):
         hint = "JPEG 2000 needs the MIT-licensed decoders cxrsr installs: pip install pylibjpeg pylibjpeg-openjpeg"
-        if syntax is not None and str(syntax).startswith("1.2.840.10008.1.2.4.") and str(syntax) not in (
+        if str(syntax) in ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
+            hint = 'JPEG-LS needs pyjpegls (MIT), installed by pip install "cxrsr[dicom-node]"'
+        elif syntax is not None and str(syntax).startswith("1.2.840.10008.1.2.4.") and str(syntax) not in (
             "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
             "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
         ):
-            hint = ("JPEG / JPEG-LS decoding needs pylibjpeg-libjpeg (GPLv3, not installed by cxrsr): "
-                    "pip install pylibjpeg pylibjpeg-libjpeg")
+            hint = ("JPEG lossless decoding needs pylibjpeg-libjpeg (GPLv3, not installed by cxrsr): "
+                    'pip install "cxrsr[jpeg-gpl]"')
         return f"cannot decode {name}: no decoder installed ({hint})"
     return f"cannot decode pixel data of {name} ({type(exc).__name__})"
 
@@ -253,12 +270,16 @@ def stored_from_values(values: np.ndarray, ds) -> np.ndarray:
     return np.clip(np.rint(stored), lo, hi).astype(dtype)
 
 
-def derived_dataset(source: DicomSource, stored: np.ndarray, scale: int, description: str):
-    """A new DICOM instance for the upscaled pixels ``stored``, derived from ``source.dataset``."""
+def derived_dataset(source: DicomSource, stored: np.ndarray, scale: int, description: str,
+                    weights: str = "custom"):
+    """A new DICOM instance for the upscaled pixels ``stored``, derived from ``source.dataset`` by the network
+    with weights named ``weights`` (which, with the source UIDs and the scale, fixes the new UIDs)."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
     from pydicom.valuerep import format_number_as_ds
+
+    from .. import __version__
 
     src = source.dataset
     ds = copy.deepcopy(src)
@@ -278,28 +299,53 @@ def derived_dataset(source: DicomSource, stored: np.ndarray, scale: int, descrip
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, bits_stored, bits_stored - 1
         ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
         ds.PixelData = np.ascontiguousarray(stored.astype(stored.dtype.newbyteorder("<"))).tobytes()
+    ds.SOPInstanceUID = derived_uid("instance", src.get("SOPInstanceUID"), scale, weights)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = derived_uid("series", src.get("SeriesInstanceUID"), scale, weights)
     ds.SeriesNumber = (int(src.SeriesNumber) if src.get("SeriesNumber") not in (None, "") else 0) + 1000
-    ds.SeriesDescription = f"Super-resolved x{scale} (cxrsr)"
+    ds.SeriesDescription = SERIES_DESCRIPTION.format(scale=scale)
     image_type = list(src.get("ImageType", []))
     ds.ImageType = ["DERIVED", "SECONDARY"] + [str(v) for v in image_type[2:]]
     ds.DerivationDescription = description[:1024]
     reference = Dataset()
     reference.ReferencedSOPClassUID = src.SOPClassUID
     reference.ReferencedSOPInstanceUID = src.SOPInstanceUID
-    purpose = Dataset()
-    purpose.CodeValue = "121322"
-    purpose.CodingSchemeDesignator = "DCM"
-    purpose.CodeMeaning = "Source image for image processing operation"
-    reference.PurposeOfReferenceCodeSequence = Sequence([purpose])
+    reference.PurposeOfReferenceCodeSequence = Sequence([_code(*SOURCE_PURPOSE)])
     ds.SourceImageSequence = Sequence([reference])
+    ds.DerivationCodeSequence = Sequence([_code(*DERIVATION_CODE)])
     now = _dt.datetime.now()
+    equipment = Dataset()
+    equipment.Manufacturer = "cxrsr"
+    equipment.ManufacturerModelName = f"cxrsr Swift-SRGAN x{scale}"
+    equipment.SoftwareVersions = [f"cxrsr {__version__}"[:64], f"weights {weights}"[:64]]
+    equipment.ContributionDateTime = now.strftime("%Y%m%d%H%M%S")
+    equipment.ContributionDescription = f"{scale}x super-resolution, weights {weights}"[:1024]
+    equipment.PurposeOfReferenceCodeSequence = Sequence([_code(*PROCESSING_ALGORITHM)])
+    earlier = list(ds.get("ContributingEquipmentSequence", []))  # equipment that contributed before cxrsr
+    ds.ContributingEquipmentSequence = Sequence(earlier + [equipment])
     ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = ds.ContentTime = now.strftime("%H%M%S")
     _shift_position(ds, src, scale)
     _divide_spacings(ds, scale, format_number_as_ds)
     return ds
+
+
+def derived_uid(kind: str, source_uid, scale: int, weights: str) -> str:
+    """A UID for the derived ``kind`` ('instance' or 'series') of ``source_uid``: the same inputs always give
+    the same UID. A source without the UID (a damaged header) gets a random one."""
+    from pydicom.uid import generate_uid
+
+    if source_uid in (None, ""):
+        return generate_uid()
+    return generate_uid(entropy_srcs=["cxrsr", kind, str(source_uid), f"x{scale}", weights])
+
+
+def _code(value: str, scheme: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
 
 
 def _divide_spacings(ds, scale: int, fmt) -> None:
