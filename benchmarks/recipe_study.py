@@ -79,8 +79,9 @@ def run_variant(name: str, budget: float, out: Path, config: Path) -> dict:
     if horizon_from:  # cosine needs its length in steps: the steps the constant-rate run took in the budget
         steps = json.loads((out / f"{slug(horizon_from)}.json").read_text())["steps"]
         extra = [f"run.steps_pretrain={steps}", "run.cpu_budget_s=0"]
-    cfg = load_config(config, [*BASE, *overrides, f"data.train={json.dumps(str(CXR / 'nih' / 'train'))}", f"run.cpu_budget_s={budget}", f"run.out={json.dumps(str(run))}",
-                               f"run.init={json.dumps(init)}", *extra])
+    train_dir = json.dumps(str(CXR / "nih" / "train"))
+    cfg = load_config(config, [*BASE, *overrides, f"data.train={train_dir}", f"run.cpu_budget_s={budget}",
+                               f"run.out={json.dumps(str(run))}", f"run.init={json.dumps(init)}", *extra])
     summary = train(cfg, resume=(run / "last.pt").exists(), progress=False)
     last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     models = {}

@@ -45,7 +45,8 @@ def _fake_memory(monkeypatch, tmp_path, free_kb: int, cached_kb: int, available_
 
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(f"MemTotal:       24683584 kB\nMemFree:        {free_kb} kB\n"
-                       f"MemAvailable:   {available_kb} kB\nBuffers:          100000 kB\nCached:         {cached_kb} kB\n")
+                       f"MemAvailable:   {available_kb} kB\nBuffers:          100000 kB\n"
+                       f"Cached:         {cached_kb} kB\n")
     group = tmp_path / "cgroup"
     group.mkdir(exist_ok=True)
     for name, text in (cgroup or {}).items():

@@ -353,3 +353,38 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_continues(nih_train_lis
                          "--set", f"run.steps_pretrain={step + 2}"], capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr[-2000:]
     assert torch.load(out / "last.pt", weights_only=True)["step"] == step + 2
+
+
+def test_a_cpu_budget_ends_the_run_and_a_larger_one_continues_it(nih_train_list, upstream_weights, tmp_path):
+    cfg = small_config(tmp_path / "run", nih_train_list, upstream_weights,
+                       **{"run.steps_pretrain": 100000, "run.cpu_budget_s": 3.0, "optim.schedule": '"constant"',
+                          "optim.warmup_steps": 2})
+    first = train(cfg, progress=False)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert 0 < first["steps"] < 100000 and ckpt["step"] == first["steps"]
+    assert ckpt["cpu_seconds"] >= 3.0
+    assert first["history"][-1]["step"] == first["steps"]  # the last step is validated, as at a run's end
+    more = small_config(tmp_path / "run", nih_train_list, upstream_weights,
+                        **{"run.steps_pretrain": 100000, "run.cpu_budget_s": ckpt["cpu_seconds"] + 3.0,
+                           "optim.schedule": '"constant"', "optim.warmup_steps": 2})
+    second = train(more, resume=True, progress=False)
+    assert second["steps"] > first["steps"]
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lrs = [json.loads(line)["lr/generator"] for line in metrics if "lr/generator" in line]
+    assert lrs[-1] == pytest.approx(cfg.optim.lr_g)  # constant after the warm-up, also across the resume
+
+
+def test_the_loop_pieces_run_alone(nih_train_list, upstream_weights, tmp_path):
+    from cxrsr.training.loop import periodic_validation_and_checkpoint, setup, train_step
+
+    cfg = small_config(tmp_path / "run", nih_train_list, upstream_weights,
+                       **{"run.steps_pretrain": 2, "run.ckpt_every": 1, "optim.ema_decay": 0})
+    run = setup(cfg)
+    before = run.generator.initial.cnn.depthwise.weight.detach().clone()
+    lr = torch.rand(4, 1, 16, 16)
+    hr = torch.rand(4, 1, 64, 64)
+    losses = train_step(run, lr, hr)
+    assert run.step == 1 and set(losses) >= {"loss/generator", "loss/pixel", "loss/discriminator"}
+    assert not torch.equal(before, run.generator.initial.cnn.depthwise.weight)
+    periodic_validation_and_checkpoint(run)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1

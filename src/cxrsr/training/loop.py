@@ -1,6 +1,8 @@
-"""The training loop, top to bottom: set-up, data, models, optimisers, then one loop over steps with
-validation, checkpoints and logging. Runs on one CPU, one GPU, or several GPUs under torchrun (DDP, detected
-from the RANK / WORLD_SIZE environment variables); logs and checkpoints come from rank 0 only."""
+"""The training loop in pieces a reader can see whole: :func:`setup` (processes, data, models, optimisers, a
+resumed run's state) builds a :class:`Run`; :func:`train_step` takes one step (:func:`generator_step`, then in
+the adversarial phase :func:`discriminator_step`); :func:`periodic_validation_and_checkpoint` scores and saves;
+:func:`train` runs them in order with logging. Runs on one CPU, one GPU, or several GPUs under torchrun (DDP,
+detected from the RANK / WORLD_SIZE environment variables); logs and checkpoints come from rank 0 only."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,59 +41,152 @@ from .losses import PerceptualLoss, discriminator_loss, generator_adversarial, p
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Run:
+    """Everything one training run holds: where it runs, its data, models, optimisers and progress. Built by
+    :func:`setup`, advanced by :func:`train_step`, scored and saved by :func:`validate` and :func:`save_checkpoint`."""
+
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    run_dir: Path
+    train_files: list
+    val_files: list
+    val_pairs: list
+    generator: Generator
+    discriminator: torch.nn.Module
+    g_train: torch.nn.Module  # the generator, or its DDP wrapper
+    d_train: torch.nn.Module
+    ema: AveragedModel | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: object
+    sched_d: object
+    scaler: torch.amp.GradScaler
+    perceptual: PerceptualLoss | None
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    init_metadata: dict
+    total_steps: int
+    step: int = 0
+    best_psnr: float = -math.inf
+    history: list = field(default_factory=list)
+    seconds_before: float = 0.0  # wall and CPU time of earlier stretches (a resumed run)
+    cpu_before: float = 0.0
+    t0: float = 0.0  # this stretch's clocks, set when its loop starts
+    cpu0: float = 0.0
+    writer: object = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def per_step_schedule(self) -> bool:
+        return self.cfg.optim.schedule in ("cosine", "constant")
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the run so far, over all its stretches."""
+        return self.cpu_before + _cpu_seconds() - self.cpu0
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) a run; returns a summary (steps, best val PSNR, time)."""
-    # ---- distributed set-up and device
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    distributed = world > 1
-    if distributed:
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        use_cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
-        if use_cuda:
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    """Train (or resume) a run; returns a summary (steps, best val PSNR, time). Runs on one CPU, one GPU, or
+    several GPUs under torchrun (DDP, from RANK / WORLD_SIZE); logs and checkpoints come from rank 0 only."""
+    run = setup(cfg, resume)
+    run_dir, last_path, best_path = run.run_dir, run.run_dir / "last.pt", run.run_dir / "best.pt"
+    loader = _loader(run)
+    run.writer = _summary_writer(run_dir) if run.main_process else None
+    previous_sigterm = _sigterm_as_interrupt()
+    bar = None
+    if progress and run.main_process:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.total_steps, initial=run.step, unit="step", desc="training", disable=None)
+    data_iter = iter(loader)
+    run.t0, run.cpu0 = time.perf_counter(), _cpu_seconds()
+    images_seen, paused = 0, 0.0  # paused: validation and checkpoints, not in the speed
+    if not resume and run.step == 0 and cfg.run.validate_init and run.val_files:
+        # Score the starting weights, so that best.pt (what export-weights takes) can only improve on them: a
+        # new stretch started from exported weights never loses what the last one reached.
+        run.best_psnr = validate(run, run.generator)
+        run.history.append({"step": 0, "val_psnr": run.best_psnr, "lr_g": run.opt_g.param_groups[0]["lr"],
+                            "elapsed_s": 0.0})
+        save_checkpoint(run, best_path)
+        paused += time.perf_counter() - run.t0
+    finished = False
+    try:
+        while run.step < run.total_steps:
+            losses = train_step(run, *next(data_iter))
+            images_seen += cfg.optim.batch_size
+            if run.main_process and (run.step % cfg.run.log_every == 0 or run.step == run.total_steps):
+                rate = images_seen / (time.perf_counter() - run.t0 - paused)
+                _log_scalars(run.writer, run_dir, run.step, {**{k: v.item() for k, v in losses.items()},
+                                                             "lr/generator": run.opt_g.param_groups[0]["lr"],
+                                                             "speed/images_per_s": rate})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{losses['loss/generator'].item():.4g}", img_s=f"{rate:.1f}")
+            if bar is not None:
+                bar.update(1)
+            if cfg.run.cpu_budget_s and _budget_spent(run.cpu_seconds(), cfg, run.distributed, run.device):
+                run.total_steps = run.step  # the budget is spent: this step is the run's last
+            t_pause = time.perf_counter()
+            periodic_validation_and_checkpoint(run)
+            paused += time.perf_counter() - t_pause
+    except KeyboardInterrupt:
+        save_checkpoint(run, last_path)
+        if run.main_process:
+            log.warning("interrupted at step %d; checkpoint saved to %s (continue with --resume)", run.step,
+                        last_path)
+        raise
     else:
-        device = resolve_device(cfg.run.device)
-    main_process = rank == 0
+        if run.distributed:
+            _agree_across_ranks(run)
+        finished = True
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        if bar is not None:
+            bar.close()
+        if run.writer is not None:
+            run.writer.close()
+        if run.distributed:
+            if finished:  # no rank closes its connections while a peer may still be sending to it
+                dist.barrier()
+            dist.destroy_process_group()
+    return {"steps": run.step, "best_val_psnr": run.best_psnr, "seconds": time.perf_counter() - run.t0,
+            "history": run.history}
+
+
+# ------------------------------------------------------------------------------------------------- set-up
+
+
+def setup(cfg: TrainConfig, resume: bool = False) -> Run:
+    """Device and processes, data lists, models, optimisers, precision; a resumed run's state from last.pt."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    device = _init_distributed(cfg) if world > 1 else resolve_device(cfg.run.device)
     if device.type == "cpu":
         tune_cpu_allocator()  # activations reused from the heap, not faulted in anew (inference/allocator.py)
     if cfg.optim.batch_size % world:
         raise ValueError(f"batch size {cfg.optim.batch_size} is not divisible by {world} processes")
-    per_rank_batch = cfg.optim.batch_size // world
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     _seed_everything(cfg.run.seed)
 
     run_dir = Path(cfg.run.out)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if main_process:
+    if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and last_path.exists():
+        if not resume and (run_dir / "last.pt").exists():
             raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
+    train_files, val_files = _file_lists(cfg, run_dir, rank == 0)
+    val_pairs = [load_pair(p) for p in val_files] if rank == 0 else []
 
-    # ---- data
-    split = None
-    if cfg.data.split_file:
-        split = read_split(cfg.data.split_file)
-    elif cfg.data.images:
-        split = split_by_patient(list_image_files(cfg.data.images), tuple(cfg.data.split_fractions),
-                                 seed=cfg.data.split_seed, regex=cfg.data.patient_regex,
-                                 csv_file=cfg.data.patient_csv or None)
-    if split is not None:
-        train_files, val_files = split["train"], split.get("val", [])
-    else:
-        train_files = list_image_files(cfg.data.train)
-        val_files = list_image_files(cfg.data.val) if cfg.data.val else []
-    if cfg.data.val_max_images:
-        val_files = val_files[: cfg.data.val_max_images]
-    if main_process:
-        write_split(split or {"train": train_files, "val": val_files}, run_dir / "split.json")
-        save_config(cfg, run_dir / "config.json")
-    val_pairs = [load_pair(p) for p in val_files] if main_process else []
-
-    # ---- models, optimisers, precision
     generator, init_metadata = _initial_generator(cfg)
     generator = generator.to(device)
     discriminator = Discriminator(_disc_config(generator)).to(device)
@@ -113,201 +209,225 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     opt_d = torch.optim.AdamW(discriminator.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas,
                               weight_decay=cfg.optim.weight_decay)
     total_steps = cfg.run.steps_pretrain + cfg.run.steps_gan
-    sched_g = _scheduler(opt_g, cfg, total_steps)
-    sched_d = _scheduler(opt_d, cfg, cfg.run.steps_gan)  # the discriminator trains in the adversarial phase only
-    per_step_schedule = cfg.optim.schedule in ("cosine", "constant")
     amp_dtype = _amp_dtype(cfg.optim.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    perceptual = PerceptualLoss().to(device) if cfg.loss.perceptual_weight > 0 else None
-
-    step, best_psnr, history, seconds_before, cpu_before = 0, -math.inf, [], 0.0, 0.0
+    run = Run(
+        cfg=cfg, device=device, rank=rank, world=world, run_dir=run_dir, train_files=train_files,
+        val_files=val_files, val_pairs=val_pairs, generator=generator, discriminator=discriminator,
+        g_train=generator, d_train=discriminator, ema=ema, opt_g=opt_g, opt_d=opt_d,
+        sched_g=_scheduler(opt_g, cfg, total_steps),
+        sched_d=_scheduler(opt_d, cfg, cfg.run.steps_gan),  # the discriminator trains in the adversarial phase only
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        perceptual=PerceptualLoss().to(device) if cfg.loss.perceptual_weight > 0 else None,
+        amp_dtype=amp_dtype, memory_format=memory_format, init_metadata=init_metadata, total_steps=total_steps,
+    )
     if resume:
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        generator.load_state_dict(ckpt["generator"])
-        discriminator.load_state_dict(ckpt["discriminator"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        sched_g.load_state_dict(ckpt["sched_g"])
-        sched_d.load_state_dict(ckpt["sched_d"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        step, best_psnr, history = ckpt["step"], ckpt["best_psnr"], ckpt["history"]
-        seconds_before = ckpt.get("train_seconds", 0.0)
-        # checkpoints from before CPU time was recorded: their wall time times the threads
-        cpu_before = ckpt.get("cpu_seconds", seconds_before * ckpt.get("threads", 1))
-        _set_rng_state(ckpt["rng"])
+        _restore(run, torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True))
+    if run.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        run.g_train, run.d_train = DDP(generator, device_ids=ids), DDP(discriminator, device_ids=ids)
+    return run
 
-    g_train = DDP(generator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else generator
-    d_train = DDP(discriminator, device_ids=[device.index] if device.type == "cuda" else None) if distributed else discriminator
 
-    dataset = PatchDataset(train_files, cfg.data.hr_size, generator.config.scale, cfg.augment, cfg.data.cache,
-                           cfg.data.cache_gb)
+def _init_distributed(cfg: TrainConfig) -> torch.device:
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return torch.device("cuda", local) if use_cuda else torch.device("cpu")
+
+
+def _file_lists(cfg: TrainConfig, run_dir: Path, main_process: bool) -> tuple[list, list]:
+    """Training and validation files (from a split file, a patient split made here, or two folders); rank 0
+    records them, and the resolved configuration, in the run directory."""
+    split = None
+    if cfg.data.split_file:
+        split = read_split(cfg.data.split_file)
+    elif cfg.data.images:
+        split = split_by_patient(list_image_files(cfg.data.images), tuple(cfg.data.split_fractions),
+                                 seed=cfg.data.split_seed, regex=cfg.data.patient_regex,
+                                 csv_file=cfg.data.patient_csv or None)
+    if split is not None:
+        train_files, val_files = split["train"], split.get("val", [])
+    else:
+        train_files = list_image_files(cfg.data.train)
+        val_files = list_image_files(cfg.data.val) if cfg.data.val else []
+    if cfg.data.val_max_images:
+        val_files = val_files[: cfg.data.val_max_images]
+    if main_process:
+        write_split(split or {"train": train_files, "val": val_files}, run_dir / "split.json")
+        save_config(cfg, run_dir / "config.json")
+    return train_files, val_files
+
+
+def _restore(run: Run, ckpt: dict) -> None:
+    """A resumed run's models, optimisers, schedules, EMA, progress and random states from last.pt."""
+    run.generator.load_state_dict(ckpt["generator"])
+    run.discriminator.load_state_dict(ckpt["discriminator"])
+    run.opt_g.load_state_dict(ckpt["opt_g"])
+    run.opt_d.load_state_dict(ckpt["opt_d"])
+    run.sched_g.load_state_dict(ckpt["sched_g"])
+    run.sched_d.load_state_dict(ckpt["sched_d"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema"])
+    run.step, run.best_psnr, run.history = ckpt["step"], ckpt["best_psnr"], ckpt["history"]
+    run.seconds_before = ckpt.get("train_seconds", 0.0)
+    # checkpoints from before CPU time was recorded: their wall time times the threads
+    run.cpu_before = ckpt.get("cpu_seconds", run.seconds_before * ckpt.get("threads", 1))
+    _set_rng_state(ckpt["rng"])
+
+
+def _loader(run: Run) -> DataLoader:
+    """The training samples, endless and reproducible from the run's step (data/dataset.py)."""
+    cfg = run.cfg
+    per_rank_batch = cfg.optim.batch_size // run.world
+    dataset = PatchDataset(run.train_files, cfg.data.hr_size, run.generator.config.scale, cfg.augment,
+                           cfg.data.cache, cfg.data.cache_gb)
     t_preload = time.perf_counter()
     cached = dataset.preload()
     log.info("cached %d of %d training images (%.2f GiB) in %.1f s", cached, len(dataset),
              dataset.cache_bytes / 2**30, time.perf_counter() - t_preload)
-    sampler = StepSampler(len(dataset), per_rank_batch, cfg.run.seed, start_step=step, rank=rank, world_size=world)
-    loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
-                        prefetch_factor=4 if cfg.data.workers > 0 else None)
-    writer = _summary_writer(run_dir) if main_process else None
+    sampler = StepSampler(len(dataset), per_rank_batch, cfg.run.seed, start_step=run.step, rank=run.rank,
+                          world_size=run.world)
+    return DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.workers,
+                      pin_memory=run.device.type == "cuda", persistent_workers=cfg.data.workers > 0,
+                      prefetch_factor=4 if cfg.data.workers > 0 else None)
 
-    def save(path: Path) -> None:
-        if not main_process:
-            return
-        state = {
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(), "scaler": scaler.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "step": step, "best_psnr": best_psnr, "history": history, "rng": _get_rng_state(),
-            "config": cfg.to_dict(), "generator_config": generator.config.to_dict(),
-            "train_seconds": seconds_before + time.perf_counter() - t0, "threads": torch.get_num_threads(),
-            "cpu_seconds": cpu_before + _cpu_seconds() - cpu0,
-            "device_type": device.type, "init_metadata": init_metadata,
-        }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
 
-    def validate(model: Generator) -> float:
-        """Validation PSNR at the current step, scored on rank 0 and shared with every rank."""
-        psnr_val = _validate(model, val_pairs, device, writer, run_dir, step) if main_process else 0.0
-        if distributed:
-            shared = torch.tensor([psnr_val], device=device)
-            dist.broadcast(shared, 0)
-            psnr_val = float(shared.item())
-        return psnr_val
+# ----------------------------------------------------------------------------------------------- one step
 
-    # ---- the loop
-    previous_sigterm = _sigterm_as_interrupt()
-    bar = None
-    if progress and main_process:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", disable=None)
-    data_iter = iter(loader)
-    t0, images_seen, paused = time.perf_counter(), 0, 0.0  # paused: validation and checkpoints, not in the speed
-    cpu0 = _cpu_seconds()
-    if not resume and step == 0 and cfg.run.validate_init and val_files:
-        # Score the starting weights, so that best.pt (what export-weights takes) can only improve on them: a
-        # new stretch started from exported weights never loses what the last one reached.
-        psnr_val = validate(generator)
-        best_psnr = psnr_val
-        history.append({"step": 0, "val_psnr": psnr_val, "lr_g": opt_g.param_groups[0]["lr"], "elapsed_s": 0.0})
-        save(best_path)
-        paused += time.perf_counter() - t0
-    finished = False
-    try:
-        while step < total_steps:
-            adversarial = step >= cfg.run.steps_pretrain and cfg.loss.adversarial_weight > 0
-            lr_img, hr_img = next(data_iter)
-            lr_img = lr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=memory_format)
-            hr_img = hr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=memory_format)
-            g_train.train()
-            d_train.train()
-            if cfg.optim.freeze_bn:
-                for module in generator.modules():
-                    if isinstance(module, torch.nn.BatchNorm2d):
-                        module.eval()
-            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+def train_step(run: Run, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One optimisation step: the generator's, then in the adversarial phase the discriminator's; schedules
+    and EMA follow. Returns the step's losses (tensors, for logging)."""
+    cfg, device = run.cfg, run.device
+    adversarial = run.step >= cfg.run.steps_pretrain and cfg.loss.adversarial_weight > 0
+    lr_img = lr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=run.memory_format)
+    hr_img = hr_img.to(device, non_blocking=True).expand(-1, 3, -1, -1).contiguous(memory_format=run.memory_format)
+    run.g_train.train()
+    run.d_train.train()
+    if cfg.optim.freeze_bn:
+        for module in run.generator.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+    losses, sr = generator_step(run, lr_img, hr_img, adversarial)
+    losses["loss/discriminator"] = (discriminator_step(run, hr_img, sr) if adversarial
+                                    else torch.zeros((), device=device))
+    run.scaler.update()
+    if run.per_step_schedule:
+        run.sched_g.step()
+        if adversarial:
+            run.sched_d.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.generator)
+    run.step += 1
+    return losses
 
-            # generator step
-            with autocast:
-                sr = g_train(lr_img)
-                loss_pix = pixel_loss(cfg.loss.pixel, sr, hr_img)
-                loss_g = cfg.loss.pixel_weight * loss_pix
-                loss_perc = perceptual(sr, hr_img) if perceptual is not None else torch.zeros((), device=device)
-                loss_g = loss_g + cfg.loss.perceptual_weight * loss_perc
-                if cfg.loss.tv_weight > 0:
-                    loss_g = loss_g + cfg.loss.tv_weight * total_variation(sr.float())
-                loss_adv = torch.zeros((), device=device)
-                if adversarial:
-                    # real and fake through D together, so its BatchNorm sees the same mixture as in the D step
-                    logits = d_train(torch.cat([hr_img, sr]))
-                    loss_adv = generator_adversarial(logits[hr_img.shape[0]:])
-                    loss_g = loss_g + cfg.loss.adversarial_weight * loss_adv
-            _backward_and_step(loss_g, opt_g, scaler, generator, cfg.optim.grad_clip)
 
-            # discriminator step
-            loss_d = torch.zeros((), device=device)
-            if adversarial:
-                with autocast:
-                    logits = d_train(torch.cat([hr_img, sr.detach()]))
-                    n = hr_img.shape[0]
-                    loss_d = discriminator_loss(logits[:n], logits[n:])
-                _backward_and_step(loss_d, opt_d, scaler, discriminator, cfg.optim.grad_clip)
-            scaler.update()
-            if per_step_schedule:
-                sched_g.step()
-                if adversarial:
-                    sched_d.step()
-            if ema is not None:
-                ema.update_parameters(generator)
-            step += 1
-            images_seen += cfg.optim.batch_size
+def _autocast(run: Run):
+    return torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype else nullcontext()
 
-            if main_process and (step % cfg.run.log_every == 0 or step == total_steps):
-                rate = images_seen / (time.perf_counter() - t0 - paused)
-                scalars = {"loss/generator": loss_g.item(), "loss/pixel": loss_pix.item(),
-                           "loss/perceptual": loss_perc.item(), "loss/adversarial": loss_adv.item(),
-                           "loss/discriminator": loss_d.item(), "lr/generator": opt_g.param_groups[0]["lr"],
-                           "speed/images_per_s": rate}
-                _log_scalars(writer, run_dir, step, scalars)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_g.item():.4g}", img_s=f"{rate:.1f}")
-            if bar is not None:
-                bar.update(1)
 
-            if cfg.run.cpu_budget_s and _budget_spent(cpu_before + _cpu_seconds() - cpu0, cfg, distributed, device):
-                total_steps = step  # the budget is spent: this step is the run's last
-            t_pause = time.perf_counter()
-            if step % cfg.run.val_every == 0 or step == total_steps:
-                psnr_val = validate(ema.module if ema is not None else generator)
-                if val_files:
-                    if not per_step_schedule:
-                        sched_g.step(psnr_val)
-                        sched_d.step(psnr_val)
-                    history.append({"step": step, "val_psnr": psnr_val, "lr_g": opt_g.param_groups[0]["lr"],
-                                    "elapsed_s": time.perf_counter() - t0})
-                    if psnr_val > best_psnr:
-                        best_psnr = psnr_val
-                        save(best_path)
-            if step % cfg.run.ckpt_every == 0 or step == total_steps:
-                save(last_path)
-            paused += time.perf_counter() - t_pause
-    except KeyboardInterrupt:
-        save(last_path)
-        if main_process:
-            log.warning("interrupted at step %d; checkpoint saved to %s (continue with --resume)", step, last_path)
-        raise
-    else:
-        if distributed:  # every rank must end with the same weights; rank 0 records the evidence
-            # Parameters agree through the gradient all-reduce; BatchNorm running statistics are updated from
-            # each rank's own batch after DDP's per-forward broadcast, so take rank 0's (the saved ones).
-            for module in (generator, discriminator):
-                for buffer in module.buffers():
-                    dist.broadcast(buffer, 0)
-            digests: list[str] = [""] * world
-            dist.all_gather_object(digests, _weights_digest(generator))
-            if main_process:
-                _log_scalars(None, run_dir, step, {"ranks_generator_sha256": digests})
-            if len(set(digests)) != 1:
-                raise RuntimeError(f"generator weights differ between ranks at step {step}")
-        finished = True
-    finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        if distributed:
-            if finished:  # no rank closes its connections while a peer may still be sending to it
-                dist.barrier()
-            dist.destroy_process_group()
-    return {"steps": step, "best_val_psnr": best_psnr, "seconds": time.perf_counter() - t0, "history": history}
+def generator_step(run: Run, lr_img: torch.Tensor, hr_img: torch.Tensor,
+                   adversarial: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pixel, perceptual and TV losses, plus D's verdict in the adversarial phase; backward and step."""
+    loss_cfg, device = run.cfg.loss, run.device
+    with _autocast(run):
+        sr = run.g_train(lr_img)
+        loss_pix = pixel_loss(loss_cfg.pixel, sr, hr_img)
+        loss_g = loss_cfg.pixel_weight * loss_pix
+        loss_perc = run.perceptual(sr, hr_img) if run.perceptual is not None else torch.zeros((), device=device)
+        loss_g = loss_g + loss_cfg.perceptual_weight * loss_perc
+        if loss_cfg.tv_weight > 0:
+            loss_g = loss_g + loss_cfg.tv_weight * total_variation(sr.float())
+        loss_adv = torch.zeros((), device=device)
+        if adversarial:
+            # real and fake through D together, so its BatchNorm sees the same mixture as in the D step
+            logits = run.d_train(torch.cat([hr_img, sr]))
+            loss_adv = generator_adversarial(logits[hr_img.shape[0]:])
+            loss_g = loss_g + loss_cfg.adversarial_weight * loss_adv
+    _backward_and_step(loss_g, run.opt_g, run.scaler, run.generator, run.cfg.optim.grad_clip)
+    return {"loss/generator": loss_g, "loss/pixel": loss_pix, "loss/perceptual": loss_perc,
+            "loss/adversarial": loss_adv}, sr
+
+
+def discriminator_step(run: Run, hr_img: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
+    """The adversarial phase's discriminator update on real HR and the generator's (detached) output."""
+    with _autocast(run):
+        logits = run.d_train(torch.cat([hr_img, sr.detach()]))
+        n = hr_img.shape[0]
+        loss_d = discriminator_loss(logits[:n], logits[n:])
+    _backward_and_step(loss_d, run.opt_d, run.scaler, run.discriminator, run.cfg.optim.grad_clip)
+    return loss_d
+
+
+# ------------------------------------------------------------------------------- validation and checkpoints
+
+
+def periodic_validation_and_checkpoint(run: Run) -> None:
+    """Every ``val_every`` steps (and at the last): score the EMA (or raw) generator, feed the plateau
+    schedule, keep best.pt; every ``ckpt_every`` steps (and at the last): last.pt."""
+    cfg = run.cfg
+    if run.step % cfg.run.val_every == 0 or run.step == run.total_steps:
+        psnr_val = validate(run, run.ema.module if run.ema is not None else run.generator)
+        if run.val_files:
+            if not run.per_step_schedule:
+                run.sched_g.step(psnr_val)
+                run.sched_d.step(psnr_val)
+            run.history.append({"step": run.step, "val_psnr": psnr_val, "lr_g": run.opt_g.param_groups[0]["lr"],
+                                "elapsed_s": time.perf_counter() - run.t0})
+            if psnr_val > run.best_psnr:
+                run.best_psnr = psnr_val
+                save_checkpoint(run, run.run_dir / "best.pt")
+    if run.step % cfg.run.ckpt_every == 0 or run.step == run.total_steps:
+        save_checkpoint(run, run.run_dir / "last.pt")
+
+
+def validate(run: Run, model: Generator) -> float:
+    """Validation PSNR at the current step, scored on rank 0 and shared with every rank."""
+    psnr_val = (_validate(model, run.val_pairs, run.device, run.writer, run.run_dir, run.step)
+                if run.main_process else 0.0)
+    if run.distributed:
+        shared = torch.tensor([psnr_val], device=run.device)
+        dist.broadcast(shared, 0)
+        psnr_val = float(shared.item())
+    return psnr_val
+
+
+def save_checkpoint(run: Run, path: Path) -> None:
+    """Everything a resumed run needs, written under a temporary name and renamed (rank 0 only)."""
+    if not run.main_process:
+        return
+    state = {
+        "generator": run.generator.state_dict(), "discriminator": run.discriminator.state_dict(),
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "sched_g": run.sched_g.state_dict(), "sched_d": run.sched_d.state_dict(), "scaler": run.scaler.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "step": run.step, "best_psnr": run.best_psnr, "history": run.history, "rng": _get_rng_state(),
+        "config": run.cfg.to_dict(), "generator_config": run.generator.config.to_dict(),
+        "train_seconds": run.seconds_before + time.perf_counter() - run.t0, "threads": torch.get_num_threads(),
+        "cpu_seconds": run.cpu_seconds(),
+        "device_type": run.device.type, "init_metadata": run.init_metadata,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _agree_across_ranks(run: Run) -> None:
+    """Every rank must end with the same weights; rank 0 records the evidence."""
+    # Parameters agree through the gradient all-reduce; BatchNorm running statistics are updated from each
+    # rank's own batch after DDP's per-forward broadcast, so take rank 0's (the saved ones).
+    for module in (run.generator, run.discriminator):
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+    digests: list[str] = [""] * run.world
+    dist.all_gather_object(digests, _weights_digest(run.generator))
+    if run.main_process:
+        _log_scalars(None, run.run_dir, run.step, {"ranks_generator_sha256": digests})
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"generator weights differ between ranks at step {run.step}")
 
 
 def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, checkpoint: str = "best.pt",
