@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import bench, convert, evaluate, export, serve, train, upscale
+from . import bench, convert, dicom_node, evaluate, export, serve, train, upscale
 
 EPILOG = """\
 examples:
@@ -19,6 +19,7 @@ examples:
   cxrsr convert swift_srgan_4x.pth.tar swift_srgan_4x.safetensors
   cxrsr eval nih/test --weights my.safetensors --json scores.json
   cxrsr serve --port 8000                               browser viewer and HTTP API on 127.0.0.1:8000
+  cxrsr dicom-node --config node.toml                   DICOM node: receive, upscale, forward to a PACS
 """
 
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxrsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (upscale, evaluate, train, export, bench, convert, serve):
+    for module in (upscale, evaluate, train, export, bench, convert, serve, dicom_node):
         module.add_parser(sub)
     return parser
 
