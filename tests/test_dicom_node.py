@@ -33,7 +33,6 @@ from dicom_samples import pydicom_file
 pytest.importorskip("pynetdicom")
 
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-CR = "1.2.840.10008.5.1.4.1.1.1"
 NODE_AET = "CXRSR"
 
 
@@ -557,6 +556,13 @@ def test_config_failed_folder_and_requeue(tmp_path, samples, tiny_weights, capsy
     config = load_config(toml, {"port": 11113})
     assert (config.ae_title, config.port, config.allow) == ("NODE1", 11113, ("PACS",))
     assert [d.kind for d in config.forward] == ["dicom", "stow"]
+    import ipaddress
+
+    from cxrsr.node.scp import _host_allowed
+
+    nets = [ipaddress.ip_network("10.1.2.0/24"), ipaddress.ip_network("127.0.0.1")]
+    assert _host_allowed("10.1.2.7", nets) and _host_allowed("::ffff:127.0.0.1", nets)
+    assert not _host_allowed("10.1.3.7", nets) and not _host_allowed("not-an-ip", nets)
 
     spool = Spool(tmp_path / "spool").open()
     item = spool.accept(spool.receive(samples["crop0"].read_bytes()))
