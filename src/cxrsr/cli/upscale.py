@@ -14,7 +14,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..inference import Upscaler
-from ..inference.files import collect_inputs, plan_jobs, upscale_file
+from ..inference.files import collect_inputs, plan_jobs
+from ..inference.pipeline import upscale_jobs
 from ..io import OUTPUT_FORMATS, InputFileError
 from ..io.dicom import parse_window
 from ..weights import WeightsError
@@ -64,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suffix", default="_x4", help="added to each output file's stem (default: _x4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input file)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="read, upscale and write one file after another (by default the next file is read and "
+                        "the previous one written while the network runs)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     ray = p.add_argument_group("scale-out on Ray (pip install \"cxrsr[ray]\")")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -100,42 +104,43 @@ def run(args: argparse.Namespace) -> int:
         return 1
     jobs = plan_jobs(inputs, args.outdir, fmt=args.format, suffix=args.suffix, overwrite=args.overwrite)
     done, skipped, failed = 0, 0, len(problems)
-    with logging_redirect_tqdm(), tqdm(jobs, unit="file", desc="upscaling", disable=None) as bar:
-        for job in bar:
+    runnable = [job for job in jobs if job.action == "run"]
+    results = upscale_jobs(upscaler, runnable, fmt=args.format, window=args.window,
+                           strip_metadata=args.strip_metadata, overlap=not args.no_overlap)
+    with logging_redirect_tqdm(), tqdm(total=len(jobs), unit="file", desc="upscaling", disable=None) as bar:
+        for job in jobs:  # in the planned order; the runnable ones come back from the pipeline in that order
             bar.set_postfix_str(job.src.path.name)
             if job.action == "fail":
                 tqdm.write(f"cxrsr: error: {job.problem}", file=sys.stderr)
                 failed += 1
-                continue
-            if job.action == "skip":
+            elif job.action == "skip":
                 tqdm.write(f"cxrsr: skipped {job.problem or f'{job.src.path}: {job.dst} exists (use --overwrite)'}",
                            file=sys.stderr)
                 skipped += 1
-                continue
-            try:
-                upscale_file(upscaler, job.src.path, job.dst, fmt=args.format, window=args.window,
-                             strip_metadata=args.strip_metadata)
-                done += 1
-            except InputFileError as exc:
-                failed += 1
-                tqdm.write(f"cxrsr: error: {exc}", file=sys.stderr)
-                if args.debug:
-                    traceback.print_exc()
-            except OSError as exc:  # the output side: disk full, read-only, permissions
-                failed += 1
-                tqdm.write(f"cxrsr: error: {job.src.path}: cannot write {job.dst} ({exc.strerror or exc})",
-                           file=sys.stderr)
-                if args.debug:
-                    traceback.print_exc()
-            except Exception as exc:  # one broken file must not stop the batch
-                failed += 1
-                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-                tqdm.write(f"cxrsr: error: {job.src.path}: {type(exc).__name__}: {first_line}", file=sys.stderr)
-                if args.debug:
-                    traceback.print_exc()
+            else:
+                result = next(results)
+                if result.ok:
+                    done += 1
+                else:
+                    failed += 1
+                    report_failure(result.job, result.error, args.debug)
+            bar.update()
     logging.getLogger(__name__).debug("weights %s on %s (%s)", upscaler.weights_name, upscaler.device, upscaler.dtype)
     print(f"{done} upscaled, {skipped} skipped, {failed} failed -> {args.outdir}")
     return 1 if failed else 0
+
+
+def report_failure(job, exc: BaseException, debug: bool) -> None:
+    """One line naming the file and the problem (a traceback with --debug)."""
+    if isinstance(exc, InputFileError):
+        tqdm.write(f"cxrsr: error: {exc}", file=sys.stderr)
+    elif isinstance(exc, OSError):  # the output side: disk full, read-only, permissions
+        tqdm.write(f"cxrsr: error: {job.src.path}: cannot write {job.dst} ({exc.strerror or exc})", file=sys.stderr)
+    else:  # one broken file must not stop the batch
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        tqdm.write(f"cxrsr: error: {job.src.path}: {type(exc).__name__}: {first_line}", file=sys.stderr)
+    if debug:
+        traceback.print_exception(exc)
 
 
 def output_folder_ready(outdir: Path) -> bool:

@@ -147,10 +147,15 @@ def upscale_file(
     ``fmt`` 'dcm' (the default for DICOM input) writes a derived DICOM instance; PNG / TIFF / JPEG outputs
     carry a note that they are derived (cxrsr version and weights) unless ``strip_metadata``."""
     src, dst = Path(src), Path(dst)
+    image = read_input(src, dst, window)
+    return write_upscaled(upscaler, image, dst, fmt=fmt, tile=tile, strip_metadata=strip_metadata, progress=progress)
+
+
+def read_input(src: Path, dst: Path, window: str | None = None) -> LoadedImage:
+    """Read ``src`` for upscaling to ``dst``, refusing a ``dst`` that is ``src`` itself."""
     if dst.exists() and _same_file(src, dst):
         raise InputFileError(src, "output path is the input file; refusing to overwrite an input")
-    image = read_image(src, window=window)
-    return write_upscaled(upscaler, image, dst, fmt=fmt, tile=tile, strip_metadata=strip_metadata, progress=progress)
+    return read_image(src, window=window)
 
 
 def write_upscaled(
@@ -164,15 +169,29 @@ def write_upscaled(
 ) -> Path:
     """Upscale an image already read by :func:`~cxrsr.io.read_image` and write ``dst`` atomically (see
     :func:`upscale_file`, which reads and calls this)."""
-    dst = Path(dst)
-    fmt = fmt or format_for_suffix(dst.suffix) or default_format(image.path)
+    fmt = output_format(image, dst, fmt)
+    sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
+    return encode_upscaled(upscaler, image, sr, dst, fmt, strip_metadata)
+
+
+def output_format(image: LoadedImage, dst: str | Path, fmt: str | None = None) -> str:
+    """The format ``dst`` is written in; raises :class:`InputFileError`, before any upscaling, where the
+    image cannot be written in it."""
+    fmt = fmt or format_for_suffix(Path(dst).suffix) or default_format(image.path)
     if fmt == "dcm" and image.dicom is None:
         raise InputFileError(image.path, "DICOM output needs a DICOM input (its patient and study attributes); "
                                          "use --format png or tiff")
     if fmt == "dcm" and int(image.dicom.dataset.get("BitsAllocated", 16)) == 1:
         raise InputFileError(image.path, "a 1-bit DICOM (Bits Allocated 1) cannot hold an upscaled greyscale "
                                          "image; use --format png or tiff")
-    sr = upscaler.upscale_array(image.array, tile=tile, progress=progress)
+    return fmt
+
+
+def encode_upscaled(upscaler: Upscaler, image: LoadedImage, sr: np.ndarray, dst: str | Path, fmt: str,
+                    strip_metadata: bool = False) -> Path:
+    """Write the upscaled pixels ``sr`` of ``image`` to ``dst`` in ``fmt`` (from :func:`output_format`),
+    atomically: a derived DICOM instance, or PNG / TIFF / JPEG with a note that they are derived."""
+    dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     description = derivation_description(upscaler)
     if fmt == "dcm":
