@@ -5,7 +5,8 @@
 A destination that fails is tried again after a delay that doubles per attempt (``retry_base_s`` up to
 ``retry_max_s``); destinations that already took the instance are not sent it again. After
 ``max_attempts`` the instance moves to failed/ with the reason (``cxrsr dicom-node requeue`` brings it
-back). An instance that cannot be upscaled at all (it was checked on arrival, so this is rare) goes to
+back). Derived files waiting for a destination are kept within half the spool's disk budget. An instance
+that cannot be upscaled at all (it was checked on arrival, so this is rare) goes to
 failed/ at once. Stopping (SIGTERM) lets the instance in hand finish; the rest stays in the spool.
 """
 
@@ -114,6 +115,10 @@ class Worker:
         delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempts - 1))
         state["next_attempt"] = time.time() + delay
         self.spool.save_state(item, state)
+        # A derived file is 16x its source: while destinations are down, keep them only within half the
+        # spool's budget, so that waiting never fills the disk; a removed one is remade on the next attempt.
+        if self.spool.usage() > self.spool.budget_bytes // 2:
+            self.spool.out_path(item).unlink(missing_ok=True)
         self.counts["retried"] += 1
         log.warning("%s: attempt %d of %d failed (%s); next in %.1f s", item.name, attempts, self.max_attempts,
                     reason, delay)
