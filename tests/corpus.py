@@ -319,7 +319,11 @@ def _dicom(folder: Path, seeds: Seeds) -> list[Case]:
     variant("dcm-samples-3-monochrome.dcm", "error", SamplesPerPixel=3)
     variant("dcm-rescale-slope-zero.dcm", "any", RescaleSlope=0)
     variant("dcm-no-pixel-data.dcm", "error", "no pixel data", PixelData=None)
-    for name, source, reason in (("dcm-jpeg-ls.dcm", "JPEGLSNearLossless_16.dcm", "no decoder"),
+    # JPEG-LS decodes with pyjpegls (MIT, a test and dicom-node dependency); JPEG lossless needs the GPL
+    # decoder that cxrsr never installs by default
+    _write(folder / "dcm-jpeg-ls.dcm", Path(get_testdata_file("JPEGLSNearLossless_16.dcm")).read_bytes())
+    cases.append(Case("dicom", "dcm-jpeg-ls.dcm", "ok"))
+    for name, source, reason in (("dcm-jpeg-lossless.dcm", "JPEG-LL.dcm", "no decoder"),
                                  ("dcm-ybr-colour.dcm", "SC_ybr_full_uncompressed.dcm", "ybr"),
                                  ("dcm-rgb-colour.dcm", "SC_rgb.dcm", "rgb")):
         _write(folder / name, Path(get_testdata_file(source)).read_bytes())

@@ -70,7 +70,7 @@ def test_cli_follows_the_rules_on_every_case(corpus, cli_run):
     ("huge-bomb-png-16384x16384.png", "too large"),
     ("huge-bomb-tiff-16384x16384.tif", "too large"),
     ("huge-dicom-header-40000x40000.dcm", "too large"),
-    ("dcm-jpeg-ls.dcm", "no decoder"),
+    ("dcm-jpeg-lossless.dcm", "no decoder"),
     ("dcm-no-rows.dcm", "lacks rows"),
     ("val-float-nan.tif", "nan"),
     ("val-complex.tif", "complex"),
