@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[list[str], str, str]] = {
     "base (flips only)": ([], "cxr-fidelity", ""),
     "paper augmentations": (["augment.rotate_p=0.5", "augment.clahe_p=0.5"], "cxr-fidelity", ""),
     "no augmentation": (["augment.hflip_p=0", "augment.vflip_p=0"], "cxr-fidelity", ""),
+    "lr 1e-4": (["optim.lr_g=1e-4"], "cxr-fidelity", ""),
     "lr 5e-4": (["optim.lr_g=5e-4"], "cxr-fidelity", ""),
     "lr 1e-3": (["optim.lr_g=1e-3"], "cxr-fidelity", ""),
     "2x256 patches": (["data.hr_size=256", "optim.batch_size=2"], "cxr-fidelity", ""),
