@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .files import Job, encode_upscaled, output_format, read_input
+from .files import Job, encode_upscaled, output_format, read_input, upscale_file
 from .upscaler import Upscaler
 
 
@@ -80,10 +80,8 @@ def _finished(job: Job, write: Future) -> JobResult:
 
 def _serial(upscaler: Upscaler, job: Job, fmt, window, strip_metadata, tile) -> JobResult:
     try:
-        image = read_input(job.src.path, job.dst, window)
-        out_fmt = output_format(image, job.dst, fmt)
-        sr = upscaler.upscale_array(image.array, tile=tile)
-        encode_upscaled(upscaler, image, sr, job.dst, out_fmt, strip_metadata)
+        upscale_file(upscaler, job.src.path, job.dst, fmt=fmt, tile=tile, window=window,
+                     strip_metadata=strip_metadata)
     except Exception as exc:  # noqa: BLE001
         return JobResult(job, exc)
     return JobResult(job)
