@@ -9,7 +9,8 @@ grey-level curves). The test sets play no part.
 Each variant runs in its own process with one thread (``--parallel`` of them at a time; CPU seconds are counted
 per process, so variants that share the machine are still compared at equal CPU time), with the data loaded in
 that process (``data.workers=0``) so the augmentations' cost is in its budget too. A finished variant is not
-trained again; a killed one resumes from its last checkpoint.
+trained again (nor one recorded in the ``--json`` file given, which is the study's record across machines and
+checkouts); a killed one resumes from its last checkpoint.
 
 Base recipe (every variant changes one thing of it): configs/cxr_fidelity_cpu.toml from the shipped
 cxr-fidelity, with flips as the only augmentations, a constant learning rate of 2e-4 after a 100-step warm-up,
@@ -148,6 +149,13 @@ def main() -> None:
         os.environ["CXRSR_SHARED"] = str(args.shared.resolve())
         os.execv(sys.executable, [sys.executable, *sys.argv])
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.json and args.json.exists():  # results already recorded count as finished and stay in the table
+        recorded = json.loads(args.json.read_text())
+        if recorded.get("budget_cpu_s") == args.budget:
+            for r in recorded["results"]:
+                done = args.out / f"{slug(r['variant'])}.json"
+                if not done.exists():
+                    done.write_text(json.dumps(r, indent=2) + "\n")
     if args.one:
         run_variant(args.one, args.budget, args.out, args.config)
         return
@@ -169,7 +177,8 @@ def main() -> None:
     order = sorted(args.variants, key=lambda n: bool(VARIANTS[n][2]))  # dependants last
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(child, order))
-    results = [json.loads((args.out / f"{slug(n)}.json").read_text()) for n in args.variants
+    listed = list(dict.fromkeys([*VARIANTS]))  # the table keeps the study's order, with every finished variant
+    results = [json.loads((args.out / f"{slug(n)}.json").read_text()) for n in listed
                if (args.out / f"{slug(n)}.json").exists()]
     print(table(results))
     print("\n".join(verdict(results)))

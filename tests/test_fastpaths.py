@@ -112,6 +112,19 @@ def test_bench_reports_every_path_against_the_reference(upstream_weights, tmp_pa
     assert "x ref" in capsys.readouterr().out
 
 
+def test_openvino_anchor_equals_reference_on_a_real_xray(upstream_weights, real_batch):
+    from cxrsr.inference.bench import REFERENCE, build_paths
+
+    model, _ = load_generator(upstream_weights)
+    paths = build_paths(model, torch.device("cpu"), include_openvino=True)
+    ref = paths[REFERENCE](real_batch)
+    for x in (real_batch, real_batch[..., :48, :40].contiguous()):  # a second shape compiles a second model
+        out = paths["openvino fp32 (anchor)"](x)
+        assert out.shape == (1, 3, 4 * x.shape[2], 4 * x.shape[3])
+        assert (out - paths[REFERENCE](x)).abs().max() < 1e-4  # held to fp32: no bf16 even on AMX
+    assert (paths["openvino fp32 (anchor)"](real_batch) - ref).abs().max() < 1e-4
+
+
 def test_bench_goes_on_past_a_failing_path(monkeypatch):
     from cxrsr.inference import bench
     from cxrsr.models import Generator, GeneratorConfig

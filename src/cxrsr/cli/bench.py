@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..inference.bench import format_results, results_json, run_benchmark
+from ..inference.bench import cpu_model, format_results, results_json, run_benchmark
 from ..inference.device import resolve_device
 from ..io import InputFileError
 from ..io.atomic import atomic_path
@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-compile", action="store_true",
                    help="also time torch.compile: of the default path on the CPU, max-autotune fp16 on CUDA "
                         "(compiles on the warm-up call)")
+    p.add_argument("--include-openvino", action="store_true",
+                   help="also time OpenVINO on the CPU with its precision held to fp32, as an anchor (needs "
+                        "cxrsr[openvino])")
     p.add_argument("--json", type=Path, help="write the numbers as JSON")
     p.set_defaults(run=run)
 
@@ -71,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     batch_sizes = tuple(args.batch_sizes or ((1, 4) if device.type == "cpu" else (1, 32)))
     results = run_benchmark(model, device, batch_sizes, args.size, args.repeats, pairs,
                             args.include_bf16_cpu, log=lambda m: print(m, flush=True),
-                            include_compile=args.include_compile)
+                            include_compile=args.include_compile, include_openvino=args.include_openvino)
     print(format_results(results))
     if args.json:
         extra = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": args.size,
-                 "machine": platform.processor() or platform.machine(),
+                 "machine": cpu_model() or platform.processor() or platform.machine(),
+                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                  "images": str(args.images) if args.images else None, "n_images": len(pairs or []),
                  "auto_tile": tile, "auto_tile_reason": why}
         with atomic_path(args.json) as tmp:

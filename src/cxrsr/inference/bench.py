@@ -36,7 +36,7 @@ class PathResult:
 
 
 def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool = False,
-                include_compile: bool = False) -> dict[str, Forward]:
+                include_compile: bool = False, include_openvino: bool = False) -> dict[str, Forward]:
     """The reference first, then every fast path available on ``device``."""
     model = model.eval()
     paths: dict[str, Forward] = {}
@@ -52,6 +52,8 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
         paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(export_onnx(model)))
         if include_compile:
             paths["torch.compile (inductor) of the default"] = _compiled_path(cl, device, torch.channels_last)
+        if include_openvino:  # an anchor, not a backend: the dedicated CPU runtime held to fp32
+            paths["openvino fp32 (anchor)"] = _openvino_path(model)
         if include_bf16_cpu:
             bf = fold_batchnorm(model).to(device, torch.bfloat16, memory_format=torch.channels_last)
             paths["folded-bn channels-last bf16"] = _torch_path(bf, device, torch.bfloat16, torch.channels_last)
@@ -107,16 +109,42 @@ def _onnx_path(runner: OnnxRunner) -> Forward:
     return lambda x: torch.from_numpy(runner(x.numpy()))
 
 
+def _openvino_path(model: Generator) -> Forward:
+    """The exported ONNX graph compiled by OpenVINO for the CPU with its precision held to fp32: left to itself,
+    OpenVINO runs bf16 on CPUs with AMX or AVX-512 BF16, which is not exact. One compiled model per input shape,
+    compiled on the first call of that shape (the benchmark's warm-up)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise RuntimeError("the OpenVINO anchor needs openvino: pip install 'cxrsr[openvino]'") from None
+    core = ov.Core()
+    graph = core.read_model(model=export_onnx(model), weights=b"")  # ONNX bytes carry their weights
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+              "PERFORMANCE_HINT": "LATENCY"}
+    compiled: dict[tuple[int, ...], object] = {}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        shape = tuple(x.shape)
+        if shape not in compiled:
+            graph.reshape({graph.inputs[0].get_any_name(): list(shape)})
+            compiled[shape] = core.compile_model(graph, "CPU", config)
+        request = compiled[shape]
+        out = request(np.ascontiguousarray(x.numpy(), dtype=np.float32))[request.outputs[0]]
+        return torch.from_numpy(np.array(out, copy=True))
+
+    return forward
+
+
 def run_benchmark(model: Generator, device: torch.device, batch_sizes=(1, 32), size: int = 256, repeats: int = 3,
                   images: list | None = None, include_bf16_cpu: bool = False, log=print,
-                  include_compile: bool = False) -> list[PathResult]:
+                  include_compile: bool = False, include_openvino: bool = False) -> list[PathResult]:
     """Time every path at each batch size (median of ``repeats`` after one warm-up) and, with protocol
     ``images`` (evaluation Pairs), score each path's PSNR against the reference's. A fast path that fails
     (a compiler error, out of memory) is reported with its ``error`` and the run goes on."""
     results = []
     if device.type == "cpu" and allocator_tuned():
         log("note: the CPU allocator was already tuned in this process, so the reference runs with it too")
-    for name, forward in build_paths(model, device, include_bf16_cpu, include_compile).items():
+    for name, forward in build_paths(model, device, include_bf16_cpu, include_compile, include_openvino).items():
         if device.type == "cpu" and name != REFERENCE:
             tune_cpu_allocator()
         r = PathResult(name)
@@ -195,6 +223,17 @@ def results_json(results: list[PathResult], device: torch.device, extra: dict) -
 
         out["triton_autotuned"] = tuned_settings()  # the launch settings chosen for each block shape
     return out
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as the kernel reports it (Linux), for the record of where numbers were measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def _sync(device: torch.device) -> None:
