@@ -177,8 +177,8 @@ def main() -> None:
     order = sorted(args.variants, key=lambda n: bool(VARIANTS[n][2]))  # dependants last
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(child, order))
-    listed = list(dict.fromkeys([*VARIANTS]))  # the table keeps the study's order, with every finished variant
-    results = [json.loads((args.out / f"{slug(n)}.json").read_text()) for n in listed
+    # the table keeps the study's order and holds every finished variant, not only those run now
+    results = [json.loads((args.out / f"{slug(n)}.json").read_text()) for n in VARIANTS
                if (args.out / f"{slug(n)}.json").exists()]
     print(table(results))
     print("\n".join(verdict(results)))

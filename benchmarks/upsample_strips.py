@@ -13,7 +13,6 @@ Stop other jobs first.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
@@ -22,6 +21,7 @@ from cxrsr.inference.allocator import tune_cpu_allocator
 from cxrsr.inference.optimize import fold_batchnorm
 from cxrsr.models.layers import UpsampleBlock
 from cxrsr.weights import load_generator, resolve_weights
+from cpu_floor import best_seconds
 
 
 class StripUpsample(nn.Module):
@@ -55,13 +55,7 @@ class StripUpsample(nn.Module):
 
 
 def best_ms(fn, x, repeats: int) -> float:
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return min(times) * 1000
+    return best_seconds(lambda: fn(x), repeats) * 1000
 
 
 def main() -> None:

@@ -49,11 +49,12 @@ def build_paths(model: Generator, device: torch.device, include_bf16_cpu: bool =
         paths[TUNED_REFERENCE] = _torch_path(reference, device, torch.float32, torch.contiguous_format)
         cl = folded.to(memory_format=torch.channels_last)
         paths["folded-bn channels-last fp32 (default)"] = _torch_path(cl, device, torch.float32, torch.channels_last)
-        paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(export_onnx(model)))
+        onnx_model = export_onnx(model)  # one export for both ONNX runtimes
+        paths["onnxruntime fp32"] = _onnx_path(OnnxRunner(onnx_model))
         if include_compile:
             paths["torch.compile (inductor) of the default"] = _compiled_path(cl, device, torch.channels_last)
         if include_openvino:  # an anchor, not a backend: the dedicated CPU runtime held to fp32
-            paths["openvino fp32 (anchor)"] = _openvino_path(model)
+            paths["openvino fp32 (anchor)"] = _openvino_path(onnx_model)
         if include_bf16_cpu:
             bf = fold_batchnorm(model).to(device, torch.bfloat16, memory_format=torch.channels_last)
             paths["folded-bn channels-last bf16"] = _torch_path(bf, device, torch.bfloat16, torch.channels_last)
@@ -109,8 +110,8 @@ def _onnx_path(runner: OnnxRunner) -> Forward:
     return lambda x: torch.from_numpy(runner(x.numpy()))
 
 
-def _openvino_path(model: Generator) -> Forward:
-    """The exported ONNX graph compiled by OpenVINO for the CPU with its precision held to fp32: left to itself,
+def _openvino_path(onnx_model: bytes) -> Forward:
+    """The exported ONNX graph (``export_onnx``) compiled by OpenVINO for the CPU with its precision held to fp32: left to itself,
     OpenVINO runs bf16 on CPUs with AMX or AVX-512 BF16, which is not exact. One compiled model per input shape,
     compiled on the first call of that shape (the benchmark's warm-up)."""
     try:
@@ -118,7 +119,7 @@ def _openvino_path(model: Generator) -> Forward:
     except ImportError:
         raise RuntimeError("the OpenVINO anchor needs openvino: pip install 'cxrsr[openvino]'") from None
     core = ov.Core()
-    graph = core.read_model(model=export_onnx(model), weights=b"")  # ONNX bytes carry their weights
+    graph = core.read_model(model=onnx_model, weights=b"")  # ONNX bytes carry their weights
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
               "PERFORMANCE_HINT": "LATENCY"}
     compiled: dict[tuple[int, ...], object] = {}
