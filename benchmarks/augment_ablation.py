@@ -52,6 +52,26 @@ def shifted_copies(val: Path, out: Path) -> list[str]:
     return [str(half), str(gamma)]
 
 
+def bright_copy(val: Path, out: Path, fraction: float = 0.2, level: float = 0.95) -> str:
+    """Write nih/val-bright (16-bit PNG) under ``out`` once; return its folder.
+
+    Each image goes through the gamma curve that puts its brightest ``fraction`` of pixels above ``level``
+    (dense soft tissue, overexposed or strongly processed films: nih/test holds such images, nih/val none),
+    so that a recipe which darkens near-white areas shows it on a validation set.
+    """
+    bright = out / "nih-val-bright"
+    bright.mkdir(parents=True, exist_ok=True)
+    for path in list_images(val):
+        if (bright / f"{path.stem}.png").exists():
+            continue
+        image = np.clip(load_grey(path), 0.0, 1.0)
+        top = float(np.quantile(image, 1.0 - fraction))
+        g = min(1.0, np.log(level) / np.log(min(max(top, 1e-6), 1.0 - 1e-6)))
+        curved = np.power(image, g)
+        Image.fromarray((curved * 65535).round().astype(np.uint16)).save(bright / f"{path.stem}.png")
+    return str(bright)
+
+
 def verdict(summary: dict, sets: list[str]) -> str:
     val, shifted = sets[0], sets[1:]
     base = summary[val]["paper"]["psnr"]
