@@ -90,7 +90,7 @@ def verdict(summary: dict, sets: list[str]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", required=True, help="weights every variant starts from")
-    p.add_argument("--config", default="configs/cxr_fidelity_cpu.toml")
+    p.add_argument("--config", default="configs/cxr_fidelity_cpu_v1.toml")  # the paper's augmentations
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

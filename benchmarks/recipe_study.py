@@ -40,7 +40,7 @@ CXR = SHARED / "data" / "cxr"
 UPSTREAM = SHARED / "weights" / "swift_srgan_4x.pth.tar"
 
 BASE = ["optim.schedule=\"constant\"", "optim.lr_g=2e-4", "optim.warmup_steps=100", "augment.rotate_p=0",
-        "augment.clahe_p=0", "data.workers=0", "data.val=\"\"", "run.steps_pretrain=1000000000",
+        "augment.clahe_p=0", "augment.invert_p=0", "data.workers=0", "data.val=\"\"", "run.steps_pretrain=1000000000",
         "run.val_every=1000000000", "run.ckpt_every=250", "run.validate_init=false"]
 # name -> (overrides on top of BASE, initial weights, the variant whose step count sets this one's horizon)
 VARIANTS: dict[str, tuple[list[str], str, str]] = {
