@@ -45,10 +45,10 @@ def shifted_copies(val: Path, out: Path) -> list[str]:
         image = load_grey(path)
         if not (half / f"{path.stem}.png").exists():
             small = resize_float(image, 512, 512, Image.LANCZOS)
-            Image.fromarray((np.clip(small, 0, 1) * 65535).round().astype(np.uint16)).save(half / f"{path.stem}.png")
+            _save_png16(small, half / f"{path.stem}.png")
         if not (gamma / f"{path.stem}.png").exists():
             curved = np.power(image, 0.67 if i % 2 == 0 else 1.5)
-            Image.fromarray((curved * 65535).round().astype(np.uint16)).save(gamma / f"{path.stem}.png")
+            _save_png16(curved, gamma / f"{path.stem}.png")
     return [str(half), str(gamma)]
 
 
@@ -68,8 +68,12 @@ def bright_copy(val: Path, out: Path, fraction: float = 0.2, level: float = 0.95
         top = float(np.quantile(image, 1.0 - fraction))
         g = min(1.0, np.log(level) / np.log(min(max(top, 1e-6), 1.0 - 1e-6)))
         curved = np.power(image, g)
-        Image.fromarray((curved * 65535).round().astype(np.uint16)).save(bright / f"{path.stem}.png")
+        _save_png16(curved, bright / f"{path.stem}.png")
     return str(bright)
+
+
+def _save_png16(image: np.ndarray, path: Path) -> None:
+    Image.fromarray((np.clip(image, 0.0, 1.0) * 65535).round().astype(np.uint16)).save(path)
 
 
 def verdict(summary: dict, sets: list[str]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrsr.evaluation.evaluate import list_images
+from cxrsr.evaluation.evaluate import list_images, upscaler_sr
 from cxrsr.evaluation.protocol import BORDER, load_pair, psnr
 from cxrsr.inference import Upscaler
 
@@ -42,10 +42,10 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     rows = {}
     for weights in args.weights:
-        up = Upscaler.from_pretrained(weights, device="cpu", tile=None)
+        model = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None))
         scores, errors, counts = [], 0.0, 0
         for pair in pairs:
-            sr = np.clip(up.upscale(pair.lr.astype(np.float32)), 0, 1).astype(np.float64)
+            sr = np.clip(model(pair.lr), 0.0, 1.0)  # the SR that cxrsr.evaluation scores
             scores.append(psnr(sr, pair.hr))
             white = pair.hr[crop] > args.threshold
             errors += float((sr[crop] - pair.hr[crop])[white].sum())

@@ -40,8 +40,8 @@ CXR = SHARED / "data" / "cxr"
 UPSTREAM = SHARED / "weights" / "swift_srgan_4x.pth.tar"
 
 BASE = ["optim.schedule=\"constant\"", "optim.lr_g=2e-4", "optim.warmup_steps=100", "augment.rotate_p=0",
-        "augment.clahe_p=0", "augment.invert_p=0", "data.workers=0", "data.val=\"\"", "run.steps_pretrain=1000000000",
-        "run.val_every=1000000000", "run.ckpt_every=250", "run.validate_init=false"]
+        "augment.clahe_p=0", "augment.invert_p=0", "data.workers=0", "data.val=\"\"",
+        "run.steps_pretrain=1000000000", "run.val_every=1000000000", "run.ckpt_every=250", "run.validate_init=false"]
 # name -> (overrides on top of BASE, initial weights, the variant whose step count sets this one's horizon)
 VARIANTS: dict[str, tuple[list[str], str, str]] = {
     "base (flips only)": ([], "cxr-fidelity", ""),
@@ -113,16 +113,16 @@ def run_variant(name: str, budget: float, out: Path, config: Path) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    sets = SETS  # a result recorded before nih-val-bright existed shows a dash there
-    lines = ["| variant | CPU s | steps | samples | " + " | ".join(f"{s} EMA / raw (dB)" for s in sets)
-             + " | nih-val SSIM (EMA) |", "| --- " * (5 + len(sets)) + "|"]
+    # a result recorded before nih-val-bright existed shows a dash there
+    lines = ["| variant | CPU s | steps | samples | " + " | ".join(f"{s} EMA / raw (dB)" for s in SETS)
+             + " | nih-val SSIM (EMA) |", "| --- " * (5 + len(SETS)) + "|"]
     for r in results:
         cells = [f"{r['scores'][s]['ema']['psnr']:.3f} / {r['scores'][s]['raw']['psnr']:.3f}"
-                 if s in r["scores"] else "-" for s in sets]
+                 if s in r["scores"] else "-" for s in SETS]
         lines.append(f"| {r['variant']} | {r['cpu_seconds']:.0f} | {r['steps']} | {r['samples']} | "
                      + " | ".join(cells) + f" | {r['scores']['nih-val']['ema']['ssim']:.4f} |")
-    bic = {s: r["scores"][s]["bicubic"]["psnr"] for r in results for s in sets if s in r["scores"]}
-    lines.append("| bicubic | | | | " + " | ".join(f"{bic[s]:.3f}" if s in bic else "-" for s in sets) + " | |")
+    bic = {s: r["scores"][s]["bicubic"]["psnr"] for r in results for s in SETS if s in r["scores"]}
+    lines.append("| bicubic | | | | " + " | ".join(f"{bic[s]:.3f}" if s in bic else "-" for s in SETS) + " | |")
     return "\n".join(lines)
 
 
@@ -139,7 +139,7 @@ def verdict(results: list[dict], reference: str = "base (flips only)") -> list[s
         # every set both were scored on: a result recorded before the bright copy is judged on half and gamma
         d = {s: best(r["scores"], s) - best(ref, s) for s in SETS if s in r["scores"] and s in ref}
         keep = d["nih-val"] >= RULE_GAIN and min(v for s, v in d.items() if s != "nih-val") >= -RULE_SHIFT_TOLERANCE
-        changes = ", ".join(f"{s.removeprefix('nih-val-') if s != 'nih-val' else s} {v:+.3f}" for s, v in d.items())
+        changes = ", ".join(f"{s.removeprefix('nih-val-')} {v:+.3f}" for s, v in d.items())
         out.append(f"{r['variant']}: {changes} dB against {reference} -> {'keep' if keep else 'no'}")
     return out
 

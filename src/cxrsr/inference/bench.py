@@ -111,9 +111,9 @@ def _onnx_path(runner: OnnxRunner) -> Forward:
 
 
 def _openvino_path(onnx_model: bytes) -> Forward:
-    """The exported ONNX graph (``export_onnx``) compiled by OpenVINO for the CPU with its precision held to fp32: left to itself,
-    OpenVINO runs bf16 on CPUs with AMX or AVX-512 BF16, which is not exact. One compiled model per input shape,
-    compiled on the first call of that shape (the benchmark's warm-up)."""
+    """The exported ONNX graph (``export_onnx``) compiled by OpenVINO for the CPU with its precision held to
+    fp32: left to itself, OpenVINO runs bf16 on CPUs with AMX or AVX-512 BF16, which is not exact. One compiled
+    model per input shape, compiled on the first call of that shape (the benchmark's warm-up)."""
     try:
         import openvino as ov
     except ImportError:
