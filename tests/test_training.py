@@ -1,5 +1,6 @@
 """Training and evaluation on the CPU: short real runs on chest X-rays from ../shared."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -183,6 +184,25 @@ def test_few_steps_lower_the_loss(nih_train_list, upstream_weights, tmp_path):
     assert main(["export-weights", str(tmp_path / "nothing"), "-o", str(tmp_path / "y.safetensors")]) == 1
     assert torch.equal(load_generator(out)[0].state_dict()["initial.cnn.depthwise.weight"],
                        after.state_dict()["initial.cnn.depthwise.weight"])
+
+    # a blend towards the start is the interpolation of the two, tensor by tensor, and says so in its metadata
+    blend = tmp_path / "blend.safetensors"
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(blend), "--checkpoint", "last.pt", "--raw",
+                 "--blend-with", str(upstream_weights), "--blend", "0.25"]) == 0
+    blended, blend_meta = load_generator(blend)
+    for key, value in blended.state_dict().items():
+        if value.is_floating_point():
+            want = 0.25 * after.state_dict()[key] + 0.75 * before.state_dict()[key]
+            assert torch.allclose(value, want, atol=1e-6), key
+    assert json.loads(blend_meta["blend"]) == {"run": 0.25, "with": upstream_weights.name, "with_weight": 0.75,
+                                              "with_sha256": hashlib.sha256(upstream_weights.read_bytes()).hexdigest()}
+    assert "val_psnr" not in blend_meta and blend_meta["total_steps"] == meta["total_steps"]
+    assert not torch.equal(blended.state_dict()["initial.cnn.depthwise.weight"],
+                           after.state_dict()["initial.cnn.depthwise.weight"])
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(tmp_path / "b2.safetensors"), "--blend", "0.5"]) == 2
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(tmp_path / "b3.safetensors"), "--checkpoint",
+                 "last.pt", "--blend-with", str(upstream_weights), "--blend", "1.5"]) == 1
+    assert not (tmp_path / "b3.safetensors").exists()
 
 
 def test_resume_reproduces_an_uninterrupted_run(nih_train_list, upstream_weights, tmp_path):

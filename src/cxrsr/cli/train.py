@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..weights import WeightsError
 from .outputs import output_refused
 
 
@@ -39,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     e.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA")
     e.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    e.add_argument("--blend-with", metavar="NAME|PATH",
+                   help="interpolate towards these weights (same architecture; normally the run's start)")
+    e.add_argument("--blend", type=float, default=1.0, metavar="F",
+                   help="with --blend-with: F x the run's weights + (1 - F) x the others (0 < F <= 1)")
     e.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="extra metadata to store in the file (repeatable), e.g. --meta description='...'")
     e.set_defaults(run=run_export)
@@ -89,6 +94,14 @@ def run_export(args: argparse.Namespace) -> int:
             print(f"cxrsr: error: --meta {item!r} is not KEY=VALUE", file=sys.stderr)
             return 2
         extra[key.strip()] = value
-    path = export_generator(args.run_dir, args.output, use_ema=not args.raw, checkpoint=args.checkpoint, **extra)
+    if args.blend != 1.0 and args.blend_with is None:
+        print("cxrsr: error: --blend needs --blend-with", file=sys.stderr)
+        return 2
+    try:
+        path = export_generator(args.run_dir, args.output, use_ema=not args.raw, checkpoint=args.checkpoint,
+                                blend_with=args.blend_with, blend=args.blend, **extra)
+    except (ValueError, WeightsError) as exc:
+        print(f"cxrsr: error: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {path}")
     return 0

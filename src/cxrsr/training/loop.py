@@ -6,6 +6,7 @@ detected from the RANK / WORLD_SIZE environment variables); logs and checkpoints
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -431,8 +432,16 @@ def _agree_across_ranks(run: Run) -> None:
 
 
 def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, checkpoint: str = "best.pt",
-                     **metadata) -> Path:
-    """Write a run's generator (EMA weights by default) as a cxrsr safetensors file."""
+                     blend_with: str | Path | None = None, blend: float = 1.0, **metadata) -> Path:
+    """Write a run's generator (EMA weights by default) as a cxrsr safetensors file.
+
+    With ``blend_with`` (a weights file or shipped name of the same architecture, normally the weights the run
+    started from), the file holds ``blend * run + (1 - blend) * blend_with``, tensor by tensor: interpolating a
+    fine-tune towards its start keeps part of its gain where it was trained and gives back less elsewhere
+    (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022). The mixture is recorded in the
+    metadata (``blend``); the compute recorded is the run's, which includes its start's."""
+    if not 0.0 < blend <= 1.0:
+        raise ValueError(f"blend must be in (0, 1], got {blend}")
     run = Path(run)
     path = run / checkpoint if (run / checkpoint).exists() else run / "last.pt"
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -444,6 +453,12 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     generator.load_state_dict(state)
     meta = {"recipe": json.dumps(ckpt["config"], separators=(",", ":")), "step": ckpt["step"],
             "weights": "ema" if use_ema and ckpt.get("ema") else "raw", "checkpoint": path.name}
+    if blend_with is not None:
+        other = resolve_weights(blend_with)
+        digest = hashlib.sha256(Path(other).read_bytes()).hexdigest()  # read before ``out`` may replace it
+        _blend_into(generator, other, blend)
+        meta["blend"] = json.dumps({"run": blend, "with": Path(str(blend_with)).name, "with_weight": round(1 - blend, 6),
+                                    "with_sha256": digest}, separators=(",", ":"))
     # the validation score of the exported weights themselves: the entry at this checkpoint's step (best.pt is
     # saved right after its validation; last.pt has one when the run ended on a validation step)
     scored = [h["val_psnr"] for h in ckpt.get("history") or [] if h["step"] == ckpt["step"]]
@@ -454,8 +469,20 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     if path.name != "last.pt" and (run / "last.pt").exists():
         last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     meta.update(training_compute(last, run.name))
+    if blend_with is not None:  # the run's own score is not the blend's
+        meta.pop("val_psnr", None)
     meta.update(metadata)
     return save_generator(generator, out, **meta)
+
+
+def _blend_into(generator: Generator, other: str | Path, blend: float) -> None:
+    """generator <- blend * generator + (1 - blend) * other, for every floating-point tensor."""
+    theirs, _ = load_generator(resolve_weights(other))
+    if theirs.config != generator.config:
+        raise ValueError(f"{other}: cannot blend a {theirs.config} generator with a {generator.config} one")
+    mine, ref = generator.state_dict(), theirs.state_dict()
+    generator.load_state_dict({k: torch.lerp(ref[k], v, blend) if v.is_floating_point() else v
+                               for k, v in mine.items()})
 
 
 def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
