@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[list[str], str, str]] = {
     "lr 5e-4": (["optim.lr_g=5e-4"], "cxr-fidelity", ""),
     "lr 1e-3": (["optim.lr_g=1e-3"], "cxr-fidelity", ""),
     "2x256 patches": (["data.hr_size=256", "optim.batch_size=2"], "cxr-fidelity", ""),
+    # the other way at about the same HR pixels per step: more, smaller patches (more independent samples)
+    "16x96 patches": (["data.hr_size=96", "optim.batch_size=16"], "cxr-fidelity", ""),
+    "32x64 patches": (["data.hr_size=64", "optim.batch_size=32"], "cxr-fidelity", ""),
     "BatchNorm trained": (["optim.freeze_bn=false"], "cxr-fidelity", ""),
     "bf16 autocast": (["optim.amp=\"bf16\""], "cxr-fidelity", ""),
     "L1": (["loss.pixel=\"l1\""], "cxr-fidelity", ""),
