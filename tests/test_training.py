@@ -196,7 +196,16 @@ def test_few_steps_lower_the_loss(nih_train_list, upstream_weights, tmp_path):
             assert torch.allclose(value, want, atol=1e-6), key
     assert json.loads(blend_meta["blend"]) == {"run": 0.25, "with": upstream_weights.name, "with_weight": 0.75,
                                               "with_sha256": hashlib.sha256(upstream_weights.read_bytes()).hexdigest()}
-    assert "val_psnr" not in blend_meta and blend_meta["total_steps"] == meta["total_steps"]
+    assert blend_meta["total_steps"] == meta["total_steps"]
+    # its val_psnr is the blend's own score on the run's validation image, not the run's
+    from cxrsr.evaluation.evaluate import score_pairs
+    from cxrsr.evaluation.protocol import load_pair
+
+    pair = load_pair(json.loads((tmp_path / "run" / "split.json").read_text())["val"][0])
+    with torch.no_grad():
+        out = blended.eval()(torch.from_numpy(pair.lr.astype(np.float32))[None, None].expand(1, 3, -1, -1))
+    want_psnr = score_pairs([pair], lambda lr: out.mean(1)[0].numpy().astype(np.float64))[0].psnr
+    assert float(blend_meta["val_psnr"]) == pytest.approx(want_psnr, abs=1e-3)
     assert not torch.equal(blended.state_dict()["initial.cnn.depthwise.weight"],
                            after.state_dict()["initial.cnn.depthwise.weight"])
     assert main(["export-weights", str(tmp_path / "run"), "-o", str(tmp_path / "b2.safetensors"), "--blend", "0.5"]) == 2

@@ -439,7 +439,8 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     started from), the file holds ``blend * run + (1 - blend) * blend_with``, tensor by tensor: interpolating a
     fine-tune towards its start keeps part of its gain where it was trained and gives back less elsewhere
     (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022). The mixture is recorded in the
-    metadata (``blend``); the compute recorded is the run's, which includes its start's."""
+    metadata (``blend``), and ``val_psnr`` is the blend's own score on the run's validation images (none when
+    they cannot be read); the compute recorded is the run's, which includes its start's."""
     if not 0.0 < blend <= 1.0:
         raise ValueError(f"blend must be in (0, 1], got {blend}")
     run = Path(run)
@@ -471,6 +472,9 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
     meta.update(training_compute(last, run.name))
     if blend_with is not None:  # the run's own score is not the blend's
         meta.pop("val_psnr", None)
+        blended = _blend_val_psnr(generator, run)
+        if blended is not None:
+            meta["val_psnr"] = f"{blended:.4f}"
     meta.update(metadata)
     return save_generator(generator, out, **meta)
 
@@ -483,6 +487,30 @@ def _blend_into(generator: Generator, other: str | Path, blend: float) -> None:
     mine, ref = generator.state_dict(), theirs.state_dict()
     generator.load_state_dict({k: torch.lerp(ref[k], v, blend) if v.is_floating_point() else v
                                for k, v in mine.items()})
+
+
+def _blend_val_psnr(generator: Generator, run: Path) -> float | None:
+    """Mean PSNR on the validation images the run recorded in its split.json, scored as in training."""
+    split = run / "split.json"
+    files = read_split(split).get("val", []) if split.exists() else []
+    try:
+        pairs = [load_pair(p) for p in files]
+    except Exception as exc:  # noqa: BLE001 - moved or unreadable images: the blend is written without a score
+        log.warning("the blend is not scored on the run's validation images: %s", exc)
+        return None
+    if not pairs:
+        return None
+    with torch.no_grad():
+        scores = score_pairs(pairs, _grey_sr(generator.eval(), torch.device("cpu")))
+    return float(np.mean([s.psnr for s in scores]))
+
+
+def _grey_sr(model: Generator, device: torch.device):
+    """The generator as a grey [0, 1] float64 -> float64 function, as validation scores it."""
+    def sr(lr: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(lr.astype(np.float32))[None, None].to(device).expand(1, 3, -1, -1)
+        return model(x).float().mean(1)[0].cpu().numpy().astype(np.float64)
+    return sr
 
 
 def training_compute(ckpt: dict, run_name: str) -> dict[str, str]:
@@ -620,11 +648,7 @@ def _validate(model: Generator, pairs, device, writer, run_dir: Path, step: int)
     if not pairs:
         return 0.0
     model.eval()
-
-    def sr(lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(lr.astype(np.float32))[None, None].to(device).expand(1, 3, -1, -1)
-        return model(x).float().mean(1)[0].cpu().numpy().astype(np.float64)
-
+    sr = _grey_sr(model, device)
     scores = score_pairs(pairs, sr)
     psnr_val = float(np.mean([s.psnr for s in scores]))
     ssim_val = float(np.mean([s.ssim for s in scores]))
