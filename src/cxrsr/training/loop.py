@@ -458,30 +458,27 @@ def export_generator(run: str | Path, out: str | Path, use_ema: bool = True, che
         other = resolve_weights(blend_with)
         digest = hashlib.sha256(Path(other).read_bytes()).hexdigest()  # read before ``out`` may replace it
         _blend_into(generator, other, blend)
-        meta["blend"] = json.dumps({"run": blend, "with": Path(str(blend_with)).name, "with_weight": round(1 - blend, 6),
-                                    "with_sha256": digest}, separators=(",", ":"))
-    # the validation score of the exported weights themselves: the entry at this checkpoint's step (best.pt is
-    # saved right after its validation; last.pt has one when the run ended on a validation step)
-    scored = [h["val_psnr"] for h in ckpt.get("history") or [] if h["step"] == ckpt["step"]]
-    if scored and math.isfinite(scored[-1]):
+        meta["blend"] = json.dumps({"run": blend, "with": Path(str(blend_with)).name,
+                                    "with_weight": round(1 - blend, 6), "with_sha256": digest}, separators=(",", ":"))
+        scored = [_blend_val_psnr(generator, run)]  # the run's own score is not the blend's
+    else:
+        # the validation score of the exported weights themselves: the entry at this checkpoint's step (best.pt
+        # is saved right after its validation; last.pt has one when the run ended on a validation step)
+        scored = [h["val_psnr"] for h in ckpt.get("history") or [] if h["step"] == ckpt["step"]]
+    if scored and scored[-1] is not None and math.isfinite(scored[-1]):
         meta["val_psnr"] = f"{scored[-1]:.4f}"
     # compute counts every step the run took, also those after the checkpoint whose weights are exported
     last = ckpt
     if path.name != "last.pt" and (run / "last.pt").exists():
         last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     meta.update(training_compute(last, run.name))
-    if blend_with is not None:  # the run's own score is not the blend's
-        meta.pop("val_psnr", None)
-        blended = _blend_val_psnr(generator, run)
-        if blended is not None:
-            meta["val_psnr"] = f"{blended:.4f}"
     meta.update(metadata)
     return save_generator(generator, out, **meta)
 
 
-def _blend_into(generator: Generator, other: str | Path, blend: float) -> None:
-    """generator <- blend * generator + (1 - blend) * other, for every floating-point tensor."""
-    theirs, _ = load_generator(resolve_weights(other))
+def _blend_into(generator: Generator, other: Path, blend: float) -> None:
+    """generator <- blend * generator + (1 - blend) * other (a weights file), for every floating-point tensor."""
+    theirs, _ = load_generator(other)
     if theirs.config != generator.config:
         raise ValueError(f"{other}: cannot blend a {theirs.config} generator with a {generator.config} one")
     mine, ref = generator.state_dict(), theirs.state_dict()
