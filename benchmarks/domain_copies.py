@@ -10,7 +10,7 @@ for a validation set that predicts a model's loss on them (the test sets play no
   nih-val-blur:   a Gaussian blur of sigma 0.8 pixel, i.e. a softer detector or processing chain;
   nih-val-down15: Lanczos to 683x683, anatomy at 1.5 times the pixel pitch, as the protocol makes of a radiograph
                   stored at about 1500 pixels (the paediatric test images are 1028-1915 pixels on the short side).
-The PNG copies are 16-bit. Existing copies are kept.
+The PNG copies are 16-bit. When all five exist, nothing is written.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+# as in augment_ablation.py, which is not imported for it: that would load torch and cxrsr.training
 CXR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
 
 
 def _save_png16(image: np.ndarray, path: Path) -> None:
+    """As augment_ablation's, but rounding halves up: the copies RESULTS.md scored were written this way, and
+    the blurred and down-scaled ones have exact halves (augment_ablation's rounds them to even)."""
     Image.fromarray((np.clip(image, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)).save(path)
 
 
