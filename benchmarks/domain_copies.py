@@ -9,8 +9,10 @@ for a validation set that predicts a model's loss on them (the test sets play no
   nih-val-noise:  Gaussian noise of sigma 0.01 added to the HR (seed 0), i.e. a noisier detector;
   nih-val-blur:   a Gaussian blur of sigma 0.8 pixel, i.e. a softer detector or processing chain;
   nih-val-down15: Lanczos to 683x683, anatomy at 1.5 times the pixel pitch, as the protocol makes of a radiograph
-                  stored at about 1500 pixels (the paediatric test images are 1028-1915 pixels on the short side).
-The PNG copies are 16-bit. When all five exist, nothing is written.
+                  stored at about 1500 pixels (the paediatric test images are 1028-1915 pixels on the short side);
+  nih-val-usm2, -usm8: an unsharp mask (image + amount x (image - Gaussian blur)) of sigma 2 px, amount 0.8 and of
+                  sigma 8 px, amount 0.6, i.e. the edge enhancement of another processing chain.
+The PNG copies are 16-bit. When all seven exist, nothing is written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 # as in augment_ablation.py, which is not imported for it: that would load torch and cxrsr.training
+USM = {"usm2": (2, 0.8), "usm8": (8, 0.6)}  # unsharp mask: Gaussian sigma in pixels, amount
 CXR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
 
 
@@ -37,7 +40,7 @@ def main() -> None:
     p.add_argument("--val", type=Path, default=CXR / "nih" / "val")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    names = ["jpeg50", "jpeg75", "noise", "blur", "down15"]
+    names = ["jpeg50", "jpeg75", "noise", "blur", "down15", "usm2", "usm8"]
     folders = {name: args.out / f"nih-val-{name}" for name in names}
     if all(folder.is_dir() and any(folder.iterdir()) for folder in folders.values()):
         print("copies exist:", *folders.values())
@@ -54,6 +57,10 @@ def main() -> None:
         _save_png16(gaussian_filter(grey, 0.8), folders["blur"] / f"{path.stem}.png")
         small = image.convert("F").resize((683, 683), Image.LANCZOS)
         _save_png16(np.asarray(small, dtype=np.float32) / 255, folders["down15"] / f"{path.stem}.png")
+        fine = np.asarray(image, dtype=np.float64) / 255
+        for sigma, amount in USM.values():
+            sharpened = fine + amount * (fine - gaussian_filter(fine, sigma))
+            _save_png16(sharpened, folders[f"usm{sigma:g}"] / f"{path.stem}.png")
     print("wrote", *folders.values())
 
 
