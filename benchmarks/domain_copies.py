@@ -25,8 +25,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 # as in augment_ablation.py, which is not imported for it: that would load torch and cxrsr.training
-USM = {"usm2": (2, 0.8), "usm8": (8, 0.6)}  # unsharp mask: Gaussian sigma in pixels, amount
 CXR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
+USM = {"usm2": (2, 0.8), "usm8": (8, 0.6)}  # unsharp mask: Gaussian sigma in pixels, amount
 
 
 def _save_png16(image: np.ndarray, path: Path) -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--val", type=Path, default=CXR / "nih" / "val")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    names = ["jpeg50", "jpeg75", "noise", "blur", "down15", "usm2", "usm8"]
+    names = ["jpeg50", "jpeg75", "noise", "blur", "down15", *USM]
     folders = {name: args.out / f"nih-val-{name}" for name in names}
     if all(folder.is_dir() and any(folder.iterdir()) for folder in folders.values()):
         print("copies exist:", *folders.values())
@@ -58,9 +58,8 @@ def main() -> None:
         small = image.convert("F").resize((683, 683), Image.LANCZOS)
         _save_png16(np.asarray(small, dtype=np.float32) / 255, folders["down15"] / f"{path.stem}.png")
         fine = np.asarray(image, dtype=np.float64) / 255
-        for sigma, amount in USM.values():
-            sharpened = fine + amount * (fine - gaussian_filter(fine, sigma))
-            _save_png16(sharpened, folders[f"usm{sigma:g}"] / f"{path.stem}.png")
+        for name, (sigma, amount) in USM.items():
+            _save_png16(fine + amount * (fine - gaussian_filter(fine, sigma)), folders[name] / f"{path.stem}.png")
     print("wrote", *folders.values())
 
 

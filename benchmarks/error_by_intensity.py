@@ -56,7 +56,8 @@ def main() -> None:
                 sq[key] += np.bincount(b, err * err, len(sq[key]))
                 signed[key] += np.bincount(b, err, len(sq[key]))
                 count[key] += np.bincount(b, minlength=len(sq[key]))
-        results[weights] = {k: {"pixels": count[k].tolist(), "mse_x1e6": (sq[k] / np.maximum(count[k], 1) * 1e6).tolist(),
+        results[weights] = {k: {"pixels": count[k].tolist(),
+                                "mse_x1e6": (sq[k] / np.maximum(count[k], 1) * 1e6).tolist(),
                                 "bias_x1e3": (signed[k] / np.maximum(count[k], 1) * 1e3).tolist(),
                                 "share_of_error": (sq[k] / sq[k].sum()).tolist()} for k in sq}
     for key, edges in (("level", LEVELS), ("gradient", GRADIENTS)):
