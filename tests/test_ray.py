@@ -1,5 +1,6 @@
 """cxrsr upscale --ray: a local Ray (this machine's 2 CPUs) gives the single-process command's outputs, a
-manifest row per input, survives an actor that dies, and finishes an interrupted batch when run again."""
+manifest row per input, survives an actor that dies, stops with a clear error when actors keep dying, and
+finishes an interrupted batch when run again."""
 
 import json
 import signal
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cxrsr.cli import main
-from cxrsr.inference.scaleout import FAULT_ENV
+from cxrsr.inference.scaleout import ALWAYS_FAIL, FAULT_ENV, RESTARTS
 
 from dicom_samples import pydicom_file
 
@@ -49,7 +50,10 @@ def pixels(path):
         return np.asarray(im)
 
 
-def test_ray_outputs_equal_the_single_process_command_and_the_manifest_is_right(folder, tmp_path, capsys):
+def test_ray_outputs_equal_the_single_process_command_and_the_manifest_is_right(folder, tmp_path, capsys,
+                                                                               monkeypatch):
+    # a local run starts its own Ray: it must not try to join the (dead) cluster that RAY_ADDRESS names
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     # --tile fixed in both: "auto" sizes tiles from the free memory, which Ray's object store changes, and
     # another tiling can move float rounding by one least significant bit in a few 16-bit pixels
     assert main(["upscale", str(folder), "-o", str(tmp_path / "single"), "--tile", "256"]) == 1  # two bad files
@@ -82,6 +86,17 @@ def test_an_actor_that_dies_is_replaced_and_every_file_is_done_once(folder, tmp_
     for r in rows:
         if r["status"] == "done":
             assert pixels(tmp_path / "out" / r["output"].rsplit("/", 1)[1]).shape[0] in (256, 512)
+
+
+def test_actors_that_keep_dying_end_the_run_with_an_error_not_a_restart_loop(folder, tmp_path, monkeypatch,
+                                                                             capsys):
+    monkeypatch.setenv(FAULT_ENV, ALWAYS_FAIL)
+    out = tmp_path / "out"
+    assert main(["upscale", str(folder), "-o", str(out), "--ray"]) == 1
+    err = capsys.readouterr().err
+    assert f"died more than {RESTARTS} times" in err and "run the same command again" in err
+    assert not [r for r in manifest_rows(out) if r["status"] == "done"]
+    assert [p.name for p in out.iterdir()] == ["cxrsr-manifest.jsonl"]  # no output, complete or partial
 
 
 def test_an_interrupted_run_finishes_when_run_again(folder, tmp_path):

@@ -163,7 +163,7 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
     except ImportError:
         print('cxrsr: error: --ray needs Ray: pip install "cxrsr[ray]"', file=sys.stderr)
         return 1
-    from ..inference.scaleout import Manifest, RayOptions, run_on_ray
+    from ..inference.scaleout import ActorsKeptDying, Manifest, RayOptions, run_on_ray
     from ..weights import resolve_weights
 
     try:
@@ -187,7 +187,7 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
     run = [(str(j.src.path), str(j.dst)) for j in jobs if j.action == "run"]
     actor_args = dict(weights=weights, device=args.device, precision=args.precision, tile=args.tile,
                       backend=args.backend, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)
-    options = RayOptions(address=None if args.ray == "local" else args.ray, actors=args.actors,
+    options = RayOptions(address=args.ray, actors=args.actors,
                          cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.num_gpus)
     bar = tqdm(total=len(run), unit="file", desc="upscaling on Ray", disable=None)
 
@@ -203,6 +203,10 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
     except KeyboardInterrupt:
         print(f"cxrsr: interrupted; run the same command again to finish (manifest {manifest.path})", file=sys.stderr)
         return 130
+    except ActorsKeptDying as exc:
+        print(f"cxrsr: error: {exc}; run the same command again to finish (manifest {manifest.path})",
+              file=sys.stderr)
+        return 1
     finally:
         bar.close()
         manifest.close()

@@ -5,8 +5,10 @@ The driver lists the inputs once and plans every output name (``plan_jobs``: the
 skip-existing and overwrite rules as the single-process command). Only the jobs to run go to Ray, one file per
 task; each actor loads one Upscaler when it starts and reads, upscales and writes its files itself (outputs are
 written under a temporary name and renamed when complete, so a killed worker never leaves a partial file under
-a final name). Ray restarts an actor that dies and retries its task. The driver writes one manifest row per
-input as results arrive. Input and output folders must be reachable under the same paths on every node.
+a final name). Ray restarts an actor that dies and retries its task, a bounded number of times (``RESTARTS``):
+an actor that dies every time it starts (out of memory, a broken install on one node) ends the run with
+``ActorsKeptDying`` instead of a restart loop that never ends. The driver writes one manifest row per input as
+results arrive. Input and output folders must be reachable under the same paths on every node.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,13 +26,22 @@ from typing import Callable
 from ..io import InputFileError
 
 #: Test-only fault injection: when set to a path, the first actor that manages to create that file exits
-#: at once (as if its process were killed) before touching its file; Ray must restart it and retry.
+#: at once (as if its process were killed) before touching its file; Ray must restart it and retry. Set to
+#: ``ALWAYS_FAIL``, every actor exits on its first file.
 FAULT_ENV = "CXRSR_TEST_ACTOR_EXIT_MARKER"
+ALWAYS_FAIL = "always"
+
+#: How often Ray may restart each actor and retry a file whose actor died (Ray Data's default is forever).
+RESTARTS = 3
+
+
+class ActorsKeptDying(RuntimeError):
+    """The upscaler actors died more often than ``RESTARTS`` allows."""
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str | None = None  # None: start a local Ray; "auto" or host:port: join a running cluster
+    address: str = "local"  # "local": start a Ray for this run; "auto" or host:port: join a running cluster
     actors: int | None = None  # None: as many as the cluster's CPUs (or GPUs) allow
     cpus_per_actor: float = 2.0  # torch threads per actor follow it (Ray sets OMP_NUM_THREADS)
     gpus_per_actor: float = 0.0
@@ -70,6 +82,8 @@ def _maybe_fail_for_test() -> None:
     marker = os.environ.get(FAULT_ENV)
     if not marker:
         return
+    if marker == ALWAYS_FAIL:
+        os._exit(17)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -88,6 +102,8 @@ def run_on_ray(jobs: list[tuple[str, str]], actor_args: dict, options: RayOption
         return
     started_here = not ray.is_initialized()
     if started_here:
+        # an explicit "local": with None, Ray would join whatever cluster RAY_ADDRESS or the last `ray start`
+        # on this machine names (possibly a dead one, or one whose workers run another install)
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, runtime_env=None)
     context = ray.data.DataContext.get_current()
@@ -103,13 +119,35 @@ def run_on_ray(jobs: list[tuple[str, str]], actor_args: dict, options: RayOption
         cpus = min(options.cpus_per_actor, resources.get("CPU", 1))
         dataset = ray.data.from_items([{"input": src, "output": dst} for src, dst in jobs],
                                       override_num_blocks=len(jobs))
-        results = dataset.map_batches(UpscaleActor, fn_constructor_kwargs=actor_args, batch_size=1,
-                                      concurrency=actors, num_cpus=cpus, num_gpus=options.gpus_per_actor or None)
-        for row in results.iter_rows():
-            on_row(dict(row))
+        with warnings.catch_warnings():  # the restart bound has no named parameter yet (see pyproject.toml)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            results = dataset.map_batches(UpscaleActor, fn_constructor_kwargs=actor_args, batch_size=1,
+                                          concurrency=actors, num_cpus=cpus,
+                                          num_gpus=options.gpus_per_actor or None,
+                                          max_restarts=RESTARTS, max_task_retries=RESTARTS)
+        try:
+            for row in results.iter_rows():
+                on_row(dict(row))
+        except Exception as exc:  # Ray Data may wrap the actor's death in its own errors
+            if not _actor_died(exc):
+                raise
+            raise ActorsKeptDying(f"the upscaler actors died more than {RESTARTS} times; the files not in the "
+                                  f"manifest were not upscaled (see the Ray logs of the node that ran them)") from exc
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _actor_died(exc: BaseException) -> bool:
+    """Whether an error Ray Data raised comes from an actor that died, anywhere in its chain of causes."""
+    import ray
+
+    while exc is not None:
+        if isinstance(exc, (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError,
+                            ray.exceptions.WorkerCrashedError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class Manifest:
