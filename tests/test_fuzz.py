@@ -151,6 +151,8 @@ REGRESSIONS: list[tuple[str, list, str]] = [
     ("dicom", [("delete", 254, 14), ("delete", 254, 64)], "dicom-transfer-syntax-garbage-in-a-two-line-error"),
     ("tiff", [("flip", 4, 0)], "tiff-first-IFD-moved-reshape-ValueError"),
     ("tiff-zlib", [("flip", 4, 0)], "tiff-zlib-first-IFD-moved-reshape-ValueError"),
+    ("tiff-zlib", [("insert", 19, bytes.fromhex("daf94629daf94629")), ("insert", 254, bytes.fromhex("6b09"))],
+     "tiff-zlib-page-chain-loop-read-forever"),
 ]
 
 

@@ -7,6 +7,7 @@ import tifffile
 from PIL import Image
 
 from cxrsr.io import InputFileError, read_image, write_image
+from cxrsr.io.raster import MAX_TIFF_PAGES
 from dicom_samples import dicom_without_pixels
 
 
@@ -63,6 +64,13 @@ def test_multi_page_tiff_is_refused_and_planar_rgb_is_colour(tmp_path):
     assert planar.shape == (64, 64, 3) and np.array_equal(planar, contig)
     tifffile.imwrite(tmp_path / "one-page.tif", pages[:1], photometric="minisblack")
     assert read_image(tmp_path / "one-page.tif").array.shape == (64, 64)
+
+
+def test_tiff_with_more_pages_than_the_limit_is_refused(tmp_path):
+    path = tmp_path / "many.tif"
+    tifffile.imwrite(path, np.zeros((MAX_TIFF_PAGES + 1, 4, 4), np.uint8), photometric="minisblack", metadata=None)
+    with pytest.raises(InputFileError, match=f"{MAX_TIFF_PAGES + 1} pages"):
+        read_image(path)
 
 
 def test_16bit_png_and_tiff_round_trip(tmp_path):

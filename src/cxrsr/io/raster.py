@@ -17,6 +17,10 @@ from .quiet import quiet
 
 log = logging.getLogger(__name__)
 
+#: More pages than this are refused before tifffile builds its series, which visits every page (about 60 us
+#: each); a pyramid's reduced-resolution pages, the only extra pages cxrsr accepts, number a few dozen at most.
+MAX_TIFF_PAGES = 1024
+
 
 def pil_to_array(image: Image.Image) -> np.ndarray:
     """Pixels of a PIL image as (H, W) or (H, W, C) uint8 / uint16 / float32, keeping 16-bit depth."""
@@ -105,7 +109,16 @@ def _read_tiff(path: Path) -> np.ndarray:
 def _decode_tiff(path: Path) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
-            if len(tif.series) == 0 or len(tif.pages) == 0:
+            # Count the pages before anything walks them: counting indexes the whole chain of page offsets and
+            # stops where the chain loops back on itself, while tifffile's page iterator (which ``series`` uses
+            # on files without shape metadata) can follow such a loop forever: a 2 KB mutated TIFF whose second
+            # page points back at the first kept ``series`` busy for as long as it was let run
+            # (tests/test_fuzz.py, REGRESSIONS).
+            pages = len(tif.pages)
+            if pages > MAX_TIFF_PAGES:
+                raise InputFileError(path, f"TIFF holds {pages} pages; cxrsr upscales one 2-D image per "
+                                           "file: save the pages as separate files")
+            if pages == 0 or len(tif.series) == 0:
                 raise InputFileError(path, "TIFF file holds no image")
             series = tif.series[0]
             # Pages, slices, frames or time points (any axis but height, width and colour samples) are
