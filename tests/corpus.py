@@ -35,8 +35,8 @@ from PIL import Image
 
 CASE_SECONDS = 20.0  # per case, reader or CLI
 CLI_SECONDS = 120.0  # a whole CLI run over the corpus takes this plus 2 s per case at most
-READER_MEMORY = 4 << 30
-CLI_MEMORY = 4 << 30  # peak resident memory of the CLI run  # address-space limit of the reader worker (bytes)
+READER_MEMORY = 4 << 30  # address-space limit of the reader worker (bytes)
+CLI_MEMORY = 4 << 30  # peak resident memory of the CLI run
 
 
 @dataclass
@@ -503,7 +503,8 @@ resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
 from cxrsr.io import InputFileError, read_image
 import numpy as np
 
-class Hang(Exception):
+class Hang(BaseException):
+    # not an Exception: the readers turn any Exception into their input error, which would hide the hang
     pass
 
 def alarm(signum, frame):
@@ -546,6 +547,10 @@ for line in sys.stdin:
         signal.setitimer(signal.ITIMER_REAL, 0)
     row["seconds"] = time.perf_counter() - t
     print(json.dumps(row), flush=True)
+    if row["result"] == "hang":
+        # the alarm may have struck inside a library holding a lock (logging's, say) that is now never
+        # released: leave at once, and the next worker reads the remaining cases
+        os._exit(0)
 """
 
 
