@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ..evaluation import BASELINES, evaluate, summarise, upscaler_sr
 from ..evaluation.evaluate import format_table, write_csv, write_json
 from ..inference import Upscaler
+from ..inference.consistency import DEFAULT_STEPS
 from ..io import InputFileError
 from ..weights import WeightsError
 
@@ -33,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-image scores (default: eval-per-image.csv)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--consistency", type=int, default=DEFAULT_STEPS, metavar="N",
+                   help=f"back-projection steps after each model's output (default: {DEFAULT_STEPS}, as cxrsr "
+                        "upscale; 0 scores the network's output as is)")
     p.set_defaults(run=run)
 
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     models = {b: BASELINES[b] for b in names}
     try:
         for w in args.weights:
-            up = Upscaler.from_pretrained(w, device=args.device, precision=args.precision, tile=None)
+            up = Upscaler.from_pretrained(w, device=args.device, precision=args.precision, tile=None,
+                                          consistency=args.consistency)
             models[Path(w).name.removesuffix(".safetensors") if Path(w).is_file() else w] = upscaler_sr(up)
     except (WeightsError, ValueError) as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..inference import Upscaler
+from ..inference.consistency import DEFAULT_STEPS
 from ..inference.files import collect_inputs, plan_jobs
 from ..inference.pipeline import upscale_jobs
 from ..io import OUTPUT_FORMATS, InputFileError
@@ -30,6 +31,16 @@ def _tile(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {value!r}") from None
     if n < 16:
         raise argparse.ArgumentTypeError("tile must be at least 16 pixels")
+    return n
+
+
+def _steps(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("consistency steps must be 0 or more")
     return n
 
 
@@ -54,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the network with PyTorch (default), ONNX Runtime, or fused Triton kernels (CUDA)")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
                    help="tile size in input pixels for large images (default: auto, from free memory)")
+    p.add_argument("--consistency", type=_steps, default=DEFAULT_STEPS, metavar="N",
+                   help="back-projection steps that make the output, downscaled by bicubic, give back the input "
+                        f"(default: {DEFAULT_STEPS}; 0: the network's output as is)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
                    help="output format (default: DICOM for DICOM input, TIFF for TIFF, else PNG; "
                         "16-bit input gives 16-bit PNG/TIFF)")
@@ -96,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ray(args, inputs, len(problems))
     try:
         upscaler = Upscaler.from_pretrained(args.weights, device=args.device, precision=args.precision,
-                                            tile=args.tile, backend=args.backend)
+                                            tile=args.tile, backend=args.backend, consistency=args.consistency)
     except (WeightsError, ValueError, RuntimeError) as exc:
         print(f"cxrsr: error: {exc}", file=sys.stderr)
         return 1
@@ -186,7 +200,7 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
                             "worker": "driver"})
     run = [(str(j.src.path), str(j.dst)) for j in jobs if j.action == "run"]
     actor_args = dict(weights=weights, device=args.device, precision=args.precision, tile=args.tile,
-                      backend=args.backend, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)
+                      backend=args.backend, consistency=args.consistency, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)
     options = RayOptions(address=args.ray, actors=args.actors,
                          cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.num_gpus)
     bar = tqdm(total=len(run), unit="file", desc="upscaling on Ray", disable=None)

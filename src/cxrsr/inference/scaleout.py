@@ -50,11 +50,11 @@ class RayOptions:
 class UpscaleActor:
     """One per Ray actor: loads the Upscaler once, then upscales one file per call."""
 
-    def __init__(self, weights, device, precision, tile, backend, fmt, window, strip_metadata) -> None:
+    def __init__(self, weights, device, precision, tile, backend, consistency, fmt, window, strip_metadata) -> None:
         from .upscaler import Upscaler
 
         self.upscaler = Upscaler.from_pretrained(weights, device=device, precision=precision, tile=tile,
-                                                 backend=backend)
+                                                 backend=backend, consistency=consistency)
         self.options = dict(fmt=fmt, window=window, strip_metadata=strip_metadata)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 

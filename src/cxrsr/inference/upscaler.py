@@ -16,6 +16,7 @@ from ..io import InputFileError, array_to_pil, check_array, pil_to_array, read_i
 from ..models import Generator
 from ..weights import load_generator, resolve_weights
 from .allocator import tune_cpu_allocator
+from .consistency import DEFAULT_STEPS, back_project
 from .device import resolve_device, resolve_precision
 from .optimize import fold_batchnorm
 from .tiling import auto_tile_size, upscale_tiled
@@ -37,7 +38,9 @@ class Upscaler:
     Input and output are the same kind: a numpy array (uint8, uint16 or float) comes back as an array of the
     same dtype, a PIL image as a PIL image of the same mode. A path is read (PNG, JPEG, TIFF, DICOM) and the
     upscaled pixels are returned as an array. Grey images are replicated to the model's three channels and
-    the output averaged back to grey; 16-bit images keep their value range.
+    the output averaged back to grey; 16-bit images keep their value range. The network's output is then
+    back-projected onto the input (``consistency`` steps, see consistency.py), so that downscaled by the
+    protocol's bicubic it gives back the input.
 
     On the CPU, constructing an Upscaler raises glibc's malloc thresholds for the whole process (large
     blocks are reused instead of memory-mapped anew; the process keeps its peak memory until it exits):
@@ -56,10 +59,15 @@ class Upscaler:
         metadata: dict[str, str] | None = None,
         backend: str = "torch",
         tune_allocator: bool = True,
+        consistency: int = DEFAULT_STEPS,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        if isinstance(consistency, bool) or not isinstance(consistency, int) or consistency < 0:
+            raise ValueError(f"consistency must be a whole number of steps, 0 or more; got {consistency!r}")
         self.backend = backend
+        #: Back-projection steps applied to every output (consistency.py); 0 returns the network's output.
+        self.consistency = consistency
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         if backend == "onnx" and self.dtype != torch.float32:
@@ -103,15 +111,18 @@ class Upscaler:
         tile: int | str | None = "auto",
         backend: str = "torch",
         tune_allocator: bool = True,
+        consistency: int = DEFAULT_STEPS,
     ) -> "Upscaler":
         """Load shipped weights by name (default: the package's default weights) or a weights file by path
         (.safetensors, or an upstream .pth / .pth.tar read with ``weights_only=True``). ``backend='onnx'``
-        runs the network with ONNX Runtime (exported in memory), ``backend='triton'`` with fused kernels."""
+        runs the network with ONNX Runtime (exported in memory), ``backend='triton'`` with fused kernels.
+        ``consistency`` back-projection steps make the output agree with the input when downscaled by the
+        protocol's bicubic (consistency.py); 0 returns the network's output unchanged."""
         path = resolve_weights(name_or_path)
         model, metadata = load_generator(path)
         name = str(name_or_path) if name_or_path is not None else path.stem
         return cls(model, device=device, precision=precision, tile=tile, weights_name=name, metadata=metadata,
-                   backend=backend, tune_allocator=tune_allocator)
+                   backend=backend, tune_allocator=tune_allocator, consistency=consistency)
 
     @property
     def scale(self) -> int:
@@ -196,6 +207,8 @@ class Upscaler:
             out = upscale_tiled(forward, x, self.scale, 1 if grey_out else out_channels(self.model), tile,
                                 self.overlap, self.pad, progress)
         np.clip(out, 0.0, 1.0, out=out)
+        if self.consistency:
+            back_project(out, x[: out.shape[0]].numpy(), self.scale, self.consistency)
         return out.transpose(1, 2, 0)
 
     @torch.inference_mode()
