@@ -115,8 +115,9 @@ def main() -> None:
             export_generator(out, weights, checkpoint="last.pt")
             runs[name] = {"steps": summary["steps"], "seconds": round(summary["seconds"], 1)}
         print(f"{name}: trained ({weights})", flush=True)
-        models[name] = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None))
-    models["start"] = upscaler_sr(Upscaler.from_pretrained(args.init, device="cpu", tile=None))
+        # the networks alone (consistency=0): training recipes are compared without back-projection
+        models[name] = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None, consistency=0))
+    models["start"] = upscaler_sr(Upscaler.from_pretrained(args.init, device="cpu", tile=None, consistency=0))
     sets = [str(args.val), *shifted_copies(args.val, args.out)]
     summary = summarise(evaluate(sets, models))
     print(format_table(summary))

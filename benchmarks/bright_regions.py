@@ -42,7 +42,8 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     rows = {}
     for weights in args.weights:
-        model = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None))
+        # the networks alone (consistency=0): training recipes are compared without back-projection
+        model = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None, consistency=0))
         scores, errors, counts = [], 0.0, 0
         for pair in pairs:
             sr = np.clip(model(pair.lr), 0.0, 1.0)  # the SR that cxrsr.evaluation scores

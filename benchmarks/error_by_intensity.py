@@ -46,7 +46,8 @@ def main() -> None:
         grad_bins.append(_bins(np.hypot(gx, gy)[crop], GRADIENTS).ravel())
     results = {}
     for weights in args.weights:
-        model = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None))
+        # the networks alone (consistency=0): training recipes are compared without back-projection
+        model = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None, consistency=0))
         sq = {"level": np.zeros(len(LEVELS) - 1), "gradient": np.zeros(len(GRADIENTS) - 1)}
         signed = {k: np.zeros_like(v) for k, v in sq.items()}
         count = {k: np.zeros_like(v) for k, v in sq.items()}

@@ -4,7 +4,9 @@ on the three test sets, by the benchmark protocol (cxrsr.evaluation, the code be
     python benchmarks/quality_table.py            # writes benchmarks/QUALITY.md and benchmarks/results/quality*.{json,csv}
 
 Models are loaded by name from the installed package (cxr-fidelity, cxr-gan, ...); the upstream checkpoint and the
-images come from ../shared (or --shared). Each model runs on whole images on the CPU in fp32 (exact path).
+images come from ../shared (or --shared). Each model runs on whole images on the CPU in fp32 (exact path), twice:
+as cxrsr runs it (the network, then DEFAULT_STEPS back-projection steps, inference/consistency.py) and the network
+alone (consistency=0), which is what the training recipes are compared on.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from cxrsr import __version__
 from cxrsr.evaluation import BASELINES, evaluate, summarise, upscaler_sr
 from cxrsr.evaluation.evaluate import write_csv
 from cxrsr.inference import Upscaler
+from cxrsr.inference.consistency import DEFAULT_STEPS
 from cxrsr.io.atomic import atomic_path
 from cxrsr.weights import available_weights, load_state_dict, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+NETWORK_ONLY = ", network only"
 SETS = {"nih/test": "nih/test", "covid_adult/test": "covid_adult/test",
         "kermany_pediatric/test": "kermany_pediatric/test"}
 
@@ -40,11 +44,16 @@ def main() -> None:
     folders = {name: cxr / rel for name, rel in SETS.items()}
     models = {"bicubic": BASELINES["bicubic"], "Lanczos": BASELINES["lanczos"]}
     upstream = args.shared / "weights" / "swift_srgan_4x.pth.tar"
+    shipped = args.weights if args.weights is not None else available_weights()
+    nets = {name: name for name in shipped}
     if upstream.is_file():
-        models["upstream Swift-SRGAN"] = upscaler_sr(Upscaler.from_pretrained(upstream, device="cpu", tile=None))
+        nets = {"upstream Swift-SRGAN": upstream, **nets}
+    for name, weights in nets.items():
+        for label, steps in ((name, DEFAULT_STEPS), (name + NETWORK_ONLY, 0)):
+            models[label] = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None,
+                                                                 consistency=steps))
     meta = {}
-    for name in args.weights if args.weights is not None else available_weights():
-        models[name] = upscaler_sr(Upscaler.from_pretrained(name, device="cpu", tile=None))
+    for name in shipped:
         _, m = load_state_dict(resolve_weights(name))
         meta[name] = {k: m[k] for k in ("total_steps", "total_samples", "total_cpu_hours", "val_psnr") if k in m}
     start = time.perf_counter()
@@ -63,7 +72,10 @@ def main() -> None:
 
 
 def render(summary: dict, meta: dict, seconds: float) -> str:
-    models = list(next(iter(summary.values())))
+    everything = list(next(iter(summary.values())))
+    baselines = [m for m in everything if m in ("bicubic", "Lanczos")]
+    networks = [m for m in everything if m.endswith(NETWORK_ONLY)]
+    products = [m for m in everything if m not in baselines and m not in networks]
     lines = [
         "# Quality on the three test sets",
         "",
@@ -74,19 +86,15 @@ def render(summary: dict, meta: dict, seconds: float) -> str:
         f"Machine: {platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"cxrsr {__version__}; {seconds:.0f} s.",
         "",
-        "PSNR dB / SSIM (gain over bicubic in dB):",
+        f"As cxrsr runs them (`cxrsr upscale`, `cxrsr eval`: the network, then {DEFAULT_STEPS} back-projection steps",
+        "onto the input), PSNR dB / SSIM (gain over bicubic in dB):",
         "",
-        "| set (images) | " + " | ".join(models) + " |",
-        "| --- | " + " | ".join("---" for _ in models) + " |",
+        *table(summary, baselines + products),
+        "",
+        "The networks alone (`--consistency 0`), as the training recipes are compared:",
+        "",
+        *table(summary, ["bicubic"] + networks),
     ]
-    for set_name, rows in summary.items():
-        ref = rows["bicubic"]
-        cells = []
-        for m in models:
-            r = rows[m]
-            gain = "" if m == "bicubic" else f" ({r['psnr'] - ref['psnr']:+.2f})"
-            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}{gain}")
-        lines.append(f"| {set_name} ({ref['n']}) | " + " | ".join(cells) + " |")
     if meta:
         lines += ["", "Shipped models (from their safetensors metadata; `cxrsr` loads them by name):", "",
                   "| model | nih/val PSNR at selection | training steps | samples | CPU-hours |",
@@ -97,6 +105,20 @@ def render(summary: dict, meta: dict, seconds: float) -> str:
     lines += ["", "Per-image scores: benchmarks/results/quality-per-image.csv; the same numbers as JSON: "
               "benchmarks/results/quality.json.", ""]
     return "\n".join(lines)
+
+
+def table(summary: dict, models: list[str]) -> list[str]:
+    lines = ["| set (images) | " + " | ".join(m.removesuffix(NETWORK_ONLY) for m in models) + " |",
+             "| --- | " + " | ".join("---" for _ in models) + " |"]
+    for set_name, rows in summary.items():
+        ref = rows["bicubic"]
+        cells = []
+        for m in models:
+            r = rows[m]
+            gain = "" if m == "bicubic" else f" ({r['psnr'] - ref['psnr']:+.2f})"
+            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}{gain}")
+        lines.append(f"| {set_name} ({ref['n']}) | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

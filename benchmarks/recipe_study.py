@@ -101,7 +101,8 @@ def run_variant(name: str, budget: float, out: Path, config: Path) -> dict:
     for kind, ema in (("ema", True), ("raw", False)):
         weights = run / f"{kind}.safetensors"
         export_generator(run, weights, use_ema=ema, checkpoint="last.pt")
-        models[kind] = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None))
+        # the networks alone (consistency=0): training recipes are compared without back-projection
+        models[kind] = upscaler_sr(Upscaler.from_pretrained(weights, device="cpu", tile=None, consistency=0))
     models["bicubic"] = BASELINES["bicubic"]
     val = CXR / "nih" / "val"
     sets = [str(val), *shifted_copies(val, out), bright_copy(val, out)]
