@@ -88,3 +88,6 @@ def test_cli_consistency_option(tmp_path, lr_xray, upstream_weights):
     with pytest.raises(SystemExit) as exc:
         main(["upscale", str(src), "-o", str(tmp_path / "c"), "--consistency", "-2"])
     assert exc.value.code == 2
+    # the derived image says what was done to it
+    assert f"{consistency.DEFAULT_STEPS} back-projection steps" in Image.open(tmp_path / "a" / "in_x4.png").text["Description"]
+    assert "back-projection" not in Image.open(tmp_path / "b" / "in_x4.png").text["Description"]

@@ -206,8 +206,10 @@ def encode_upscaled(upscaler: Upscaler, image: LoadedImage, sr: np.ndarray, dst:
 
 def derivation_description(upscaler: Upscaler) -> str:
     weights = Path(upscaler.weights_name).name
+    steps = upscaler.consistency
+    then = f", {steps} back-projection steps onto the input" if steps else ""
     return (f"Derived image: {upscaler.scale}x super-resolution by cxrsr {__version__} (Swift-SRGAN, "
-            f"weights {weights}); detail is inferred by a neural network, not measured")
+            f"weights {weights}{then}); detail is inferred by a neural network, not measured")
 
 
 def output_array(image: LoadedImage, sr: np.ndarray, fmt: str) -> np.ndarray:
