@@ -80,6 +80,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", nargs="+", default=["cxr-fidelity"])
     p.add_argument("--copies", type=Path, default=Path("runs/copies"), help="where the shifted copies are written")
+    p.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="numbers of steps to score")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -88,7 +89,7 @@ def main() -> None:
     for w in args.weights:
         network = upscaler_sr(Upscaler.from_pretrained(w, device="cpu", tile=None, consistency=0))
         cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the network's output, once per image
-        for steps in STEPS:
+        for steps in args.steps:
             models[f"{Path(w).stem} steps={steps}"] = _with_steps(network, cache, steps)
     summary = summarise(evaluate([str(f) for f in folders], models))
     names = [Path(f).name if Path(f).name != "val" else "nih/val" for f in folders]
