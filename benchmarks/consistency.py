@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrsr.evaluation import evaluate, summarise, upscaler_sr
+from cxrsr.evaluation import evaluate, summarise, upscaler_sr_by_steps
 from cxrsr.evaluation.evaluate import BASELINES
 from cxrsr.inference import Upscaler
 from cxrsr.inference.consistency import back_project
@@ -66,16 +66,6 @@ def timing(weights: str, repeats: int) -> dict:
     return rows
 
 
-def _with_steps(network, cache: dict, steps: int):
-    """The network's output (computed once per image and shared by every number of steps), back-projected."""
-    def sr(lr: np.ndarray) -> np.ndarray:
-        if id(lr) not in cache:
-            cache[id(lr)] = (lr, network(lr).astype(np.float32))  # keeps lr alive, so its id stays its own
-        out = cache[id(lr)][1].copy()
-        return back_project(out[None], lr.astype(np.float32)[None], 4, steps)[0].astype(np.float64)
-    return sr
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", nargs="+", default=["cxr-fidelity"])
@@ -87,10 +77,10 @@ def main() -> None:
     folders = [CXR / "nih" / "val", *make_copies(args.copies)]
     models = {"bicubic": BASELINES["bicubic"]}
     for w in args.weights:
-        network = upscaler_sr(Upscaler.from_pretrained(w, device="cpu", tile=None, consistency=0))
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the network's output, once per image
-        for steps in args.steps:
-            models[f"{Path(w).stem} steps={steps}"] = _with_steps(network, cache, steps)
+        by_steps = upscaler_sr_by_steps(Upscaler.from_pretrained(w, device="cpu", tile=None, consistency=0),
+                                        args.steps)  # the network runs once per image for all of them
+        for steps, sr in by_steps.items():
+            models[f"{Path(w).stem} steps={steps}"] = sr
     summary = summarise(evaluate([str(f) for f in folders], models))
     names = [Path(f).name if Path(f).name != "val" else "nih/val" for f in folders]
     print("PSNR gain over bicubic in dB (SSIM) on each validation set")

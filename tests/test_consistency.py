@@ -91,3 +91,22 @@ def test_cli_consistency_option(tmp_path, lr_xray, upstream_weights):
     # the derived image says what was done to it
     assert f"{consistency.DEFAULT_STEPS} back-projection steps" in Image.open(tmp_path / "a" / "in_x4.png").text["Description"]
     assert "back-projection" not in Image.open(tmp_path / "b" / "in_x4.png").text["Description"]
+
+
+def test_scoring_variants_share_one_network_pass(upstream_weights, lr_xray):
+    """evaluation.upscaler_sr_by_steps: each variant equals the Upscaler run with that many steps, and the
+    network runs once per image for all of them."""
+    from cxrsr.evaluation import upscaler_sr_by_steps
+
+    plain = Upscaler.from_pretrained(upstream_weights, device="cpu", tile=None, consistency=0)
+    calls = []
+    network = plain.upscale_array
+    plain.upscale_array = lambda lr, **kw: calls.append(1) or network(lr, **kw)
+    variants = upscaler_sr_by_steps(plain, (0, 2))
+    lr = lr_xray[:40, :56].astype(np.float32) / 255
+    for n, sr in variants.items():
+        ref = Upscaler.from_pretrained(upstream_weights, device="cpu", tile=None, consistency=n)
+        assert np.abs(sr(lr) - ref.upscale_array(lr, tile=None)).max() < 1e-6
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="consistency=0"):
+        upscaler_sr_by_steps(Upscaler.from_pretrained(upstream_weights, device="cpu"), (0,))

@@ -48,6 +48,32 @@ def upscaler_sr(upscaler) -> SRFunction:
     return lambda lr: upscaler.upscale_array(lr.astype(np.float32), tile=None).astype(np.float64)
 
 
+def upscaler_sr_by_steps(upscaler, steps: Iterable[int]) -> dict[int, SRFunction]:
+    """SR functions of one network followed by each number of back-projection steps in ``steps``.
+
+    The network (``upscaler`` with its consistency set to 0) runs once per LR image, and every number of steps
+    starts from that output: scoring N variants costs one network pass per image, not N. The outputs are kept,
+    with their LR images, for the life of the returned functions (about 4 MB per 256x256 input)."""
+    from ..inference.consistency import back_project
+
+    if upscaler.consistency:
+        raise ValueError("upscaler_sr_by_steps needs an Upscaler with consistency=0 (the network alone)")
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def network(lr: np.ndarray) -> np.ndarray:
+        if id(lr) not in cache:  # the entry keeps lr alive, so no other array can take its id
+            cache[id(lr)] = (lr, upscaler.upscale_array(lr.astype(np.float32), tile=None))
+        return cache[id(lr)][1]
+
+    def with_steps(n: int) -> SRFunction:
+        def sr(lr: np.ndarray) -> np.ndarray:
+            out = network(lr).astype(np.float32, copy=True)[None]
+            return back_project(out, lr.astype(np.float32)[None], upscaler.scale, n)[0].astype(np.float64)
+        return sr
+
+    return {n: with_steps(n) for n in steps}
+
+
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
