@@ -12,6 +12,7 @@ from ..evaluation import BASELINES, evaluate, summarise, upscaler_sr
 from ..evaluation.evaluate import format_table, write_csv, write_json
 from ..inference import Upscaler
 from ..inference.consistency import DEFAULT_STEPS
+from .upscale import consistency_steps
 from ..io import InputFileError
 from ..weights import WeightsError
 
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-image scores (default: eval-per-image.csv)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--consistency", type=int, default=DEFAULT_STEPS, metavar="N",
+    p.add_argument("--consistency", type=consistency_steps, default=DEFAULT_STEPS, metavar="N",
                    help=f"back-projection steps after each model's output (default: {DEFAULT_STEPS}, as cxrsr "
                         "upscale; 0 scores the network's output as is)")
     p.set_defaults(run=run)

@@ -34,7 +34,7 @@ def _tile(value: str) -> int | str:
     return n
 
 
-def _steps(value: str) -> int:
+def consistency_steps(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -65,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the network with PyTorch (default), ONNX Runtime, or fused Triton kernels (CUDA)")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
                    help="tile size in input pixels for large images (default: auto, from free memory)")
-    p.add_argument("--consistency", type=_steps, default=DEFAULT_STEPS, metavar="N",
+    p.add_argument("--consistency", type=consistency_steps, default=DEFAULT_STEPS, metavar="N",
                    help="back-projection steps that make the output, downscaled by bicubic, give back the input "
                         f"(default: {DEFAULT_STEPS}; 0: the network's output as is)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default=None,
