@@ -22,26 +22,24 @@ from ..io.dicom import parse_window
 from ..weights import WeightsError
 
 
+def _int_at_least(value: str, minimum: int, expected: str, too_small: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if n < minimum:
+        raise argparse.ArgumentTypeError(too_small)
+    return n
+
+
 def _tile(value: str) -> int | str:
     if value == "auto":
         return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {value!r}") from None
-    if n < 16:
-        raise argparse.ArgumentTypeError("tile must be at least 16 pixels")
-    return n
+    return _int_at_least(value, 16, "'auto' or an integer", "tile must be at least 16 pixels")
 
 
 def consistency_steps(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError("consistency steps must be 0 or more")
-    return n
+    return _int_at_least(value, 0, "a whole number of steps", "consistency steps must be 0 or more")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -200,7 +198,8 @@ def run_ray(args: argparse.Namespace, inputs, problems: int) -> int:
                             "worker": "driver"})
     run = [(str(j.src.path), str(j.dst)) for j in jobs if j.action == "run"]
     actor_args = dict(weights=weights, device=args.device, precision=args.precision, tile=args.tile,
-                      backend=args.backend, consistency=args.consistency, fmt=args.format, window=args.window, strip_metadata=args.strip_metadata)
+                      backend=args.backend, consistency=args.consistency, fmt=args.format, window=args.window,
+                      strip_metadata=args.strip_metadata)
     options = RayOptions(address=args.ray, actors=args.actors,
                          cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.num_gpus)
     bar = tqdm(total=len(run), unit="file", desc="upscaling on Ray", disable=None)

@@ -7,10 +7,11 @@ import numpy as np
 from PIL import Image
 
 
-def resize_float(image: np.ndarray, width: int, height: int, resample: int = Image.BICUBIC) -> np.ndarray:
-    """Resize a 2-D float image with Pillow in 32-bit float mode; returns float64."""
-    out = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F").resize((width, height), resample)
-    return np.asarray(out, dtype=np.float64)
+def resize_float(image: np.ndarray, width: int, height: int, resample: int = Image.BICUBIC,
+                 dtype: type = np.float64) -> np.ndarray:
+    """Resize a 2-D float image with Pillow in 32-bit float mode; returns ``dtype`` (float64 by default)."""
+    out = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F").resize((width, height), resample)
+    return np.asarray(out, dtype=dtype)
 
 
 def make_lr(hr: np.ndarray, scale: int = 4) -> np.ndarray:

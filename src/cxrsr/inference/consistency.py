@@ -23,7 +23,8 @@ beyond the output itself.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+
+from ..data.degrade import resize_float
 
 #: Back-projection steps by default: two hold 95 % of the gain of eight on nih/val.
 DEFAULT_STEPS = 2
@@ -49,11 +50,6 @@ def back_project(sr: np.ndarray, lr: np.ndarray, scale: int, steps: int = DEFAUL
     return sr
 
 
-def _resize(a: np.ndarray, width: int, height: int) -> np.ndarray:
-    image = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.BICUBIC))
-
-
 def _downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """Pillow BICUBIC downscale of a 2-D image by ``scale``, computed in strips of rows."""
     rows, width = hr.shape
@@ -63,7 +59,7 @@ def _downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     for top in range(0, rows, strip):
         bottom = min(top + strip, rows)
         lo, hi = max(top - halo, 0), min(bottom + halo, rows)
-        part = _resize(hr[lo:hi], width // scale, (hi - lo) // scale)
+        part = resize_float(hr[lo:hi], width // scale, (hi - lo) // scale, dtype=np.float32)
         skip = (top - lo) // scale
         out[top // scale : bottom // scale] = part[skip : skip + (bottom - top) // scale]
     return out
@@ -76,6 +72,6 @@ def _add_upscaled(hr: np.ndarray, lr: np.ndarray, scale: int) -> None:
     for top in range(0, rows, strip):
         bottom = min(top + strip, rows)
         lo, hi = max(top - halo, 0), min(bottom + halo, rows)
-        part = _resize(lr[lo:hi], width * scale, (hi - lo) * scale)
+        part = resize_float(lr[lo:hi], width * scale, (hi - lo) * scale, dtype=np.float32)
         skip = (top - lo) * scale
         hr[top * scale : bottom * scale] += part[skip : skip + (bottom - top) * scale]
