@@ -99,6 +99,22 @@ def test_cosine_schedule_validated_start_and_compute_carried_over_stretches(nih_
     assert float(meta_b["val_psnr"]) >= summary["best_val_psnr"] - 1e-4
 
 
+def test_a_resumed_stretch_keeps_the_compute_record_it_started_from(nih_train_list, upstream_weights, tmp_path):
+    """Resuming re-reads run.init, which may name a newer file by then (a shipped model re-exported from this
+    very run): the exported record still holds the stretches the run really started from."""
+    common = {"optim.schedule": '"constant"', "optim.freeze_bn": "true", "run.val_every": 2, "optim.ema_decay": 0.9}
+    train(small_config(tmp_path / "a", nih_train_list, upstream_weights, **{"run.steps_pretrain": 2, **common}),
+          progress=False)
+    start = export_generator(tmp_path / "a", tmp_path / "start.safetensors")
+    train(small_config(tmp_path / "b", nih_train_list, start, **{"run.steps_pretrain": 2, **common}), progress=False)
+    export_generator(tmp_path / "b", start)  # the start's name now holds a 2 + 2 step record
+    train(small_config(tmp_path / "b", nih_train_list, start, **{"run.steps_pretrain": 3, **common}),
+          resume=True, progress=False)
+    _, meta = load_generator(export_generator(tmp_path / "b", tmp_path / "b.safetensors", checkpoint="last.pt"))
+    assert [s["steps"] for s in json.loads(meta["training_stretches"])] == [2, 3]
+    assert int(meta["total_steps"]) == 5
+
+
 def test_folded_frozen_batchnorm_gives_the_same_outputs_and_gradients():
     import copy
 

@@ -273,6 +273,9 @@ def _restore(run: Run, ckpt: dict) -> None:
     if run.ema is not None:
         run.ema.load_state_dict(ckpt["ema"])
     run.step, run.best_psnr, run.history = ckpt["step"], ckpt["best_psnr"], ckpt["history"]
+    # the compute record of the weights the run started from, as they were then: a shipped name such as
+    # cxr-fidelity may name a newer file by now
+    run.init_metadata = ckpt.get("init_metadata", run.init_metadata)
     run.seconds_before = ckpt.get("train_seconds", 0.0)
     # checkpoints from before CPU time was recorded: their wall time times the threads
     run.cpu_before = ckpt.get("cpu_seconds", run.seconds_before * ckpt.get("threads", 1))
