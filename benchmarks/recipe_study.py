@@ -39,8 +39,11 @@ SHARED = Path(os.environ.get("CXRSR_SHARED", ROOT.parent / "shared")).resolve() 
 CXR = SHARED / "data" / "cxr"
 UPSTREAM = SHARED / "weights" / "swift_srgan_4x.pth.tar"
 
+# The base is spelt out in full, so that it stays the same when the config's defaults move to a newer recipe.
 BASE = ["optim.schedule=\"constant\"", "optim.lr_g=2e-4", "optim.warmup_steps=100", "augment.rotate_p=0",
-        "augment.clahe_p=0", "augment.invert_p=0", "data.workers=0", "data.val=\"\"",
+        "augment.clahe_p=0", "augment.invert_p=0", "augment.scale_p=0", "augment.hflip_p=0.5", "augment.vflip_p=0.2",
+        "data.hr_size=128", "optim.batch_size=8", "optim.amp=\"auto\"", "optim.freeze_bn=true", "optim.ema_decay=0.999",
+        "loss.pixel=\"mse\"", "data.workers=0", "data.val=\"\"",
         "run.steps_pretrain=1000000000", "run.val_every=1000000000", "run.ckpt_every=250", "run.validate_init=false"]
 # name -> (overrides on top of BASE, initial weights, the variant whose step count sets this one's horizon)
 VARIANTS: dict[str, tuple[list[str], str, str]] = {
