@@ -29,14 +29,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from consistency import CXR, make_copies  # noqa: E402
+from quality_table import SETS  # noqa: E402
 
 from cxrsr.evaluation import BASELINES, evaluate, summarise, upscaler_sr_by_steps  # noqa: E402
 from cxrsr.inference import Upscaler  # noqa: E402
 from cxrsr.training import export_generator  # noqa: E402
 from cxrsr.weights import resolve_weights  # noqa: E402
 
-TESTS = {"nih/test": CXR / "nih" / "test", "covid_adult/test": CXR / "covid_adult" / "test",
-         "kermany_pediatric/test": CXR / "kermany_pediatric" / "test"}
+TESTS = {name: CXR / rel for name, rel in SETS.items()}  # the quality table's test sets
 
 
 def candidates(run: Path, previous: str, blends: list[float], out: Path) -> dict[str, Path]:
